@@ -1,0 +1,3 @@
+from pi_monitor.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,136 @@
+"""The ONNX cry classifier and the front end it carries in its metadata.
+
+The model takes log-mel windows `(batch, window_frames, n_mels)` and returns one cry logit per
+window (temperature scaling is inside the graph); the score is its sigmoid. Its
+`metadata_props` hold the feature parameters, so a model and its features cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from pi_monitor.features import FeatureParams
+
+FEATURE_KEYS = {
+    "sample_rate": int,
+    "n_fft": int,
+    "hop_length": int,
+    "win_length": int,
+    "n_mels": int,
+    "fmin": float,
+    "fmax": float,
+    "log_offset": float,
+}
+WINDOW_KEYS = {"window_frames": int, "window_hop_frames": int, "threshold": float}
+REQUIRED_KEYS = (*FEATURE_KEYS, *WINDOW_KEYS)
+MAX_BATCH = 256
+
+
+class ModelError(ValueError):
+    """A model file that cannot be used; the message names the file and what is wrong."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the pipeline needs to know about a model, parsed from its metadata."""
+
+    features: FeatureParams
+    window_frames: int
+    window_hop_frames: int
+    threshold: float
+    off_threshold: float | None = None
+    description: str = ""
+
+    @property
+    def window_s(self) -> float:
+        return self.window_frames * self.features.hop_length / self.features.sample_rate
+
+    @property
+    def hop_s(self) -> float:
+        return self.window_hop_frames * self.features.hop_length / self.features.sample_rate
+
+    @classmethod
+    def from_metadata(cls, meta: dict[str, str], source: str = "model") -> ModelInfo:
+        missing = [k for k in REQUIRED_KEYS if k not in meta]
+        if missing:
+            raise ModelError(
+                f"{source}: metadata_props lacks {', '.join(missing)}; export the model with "
+                f"every key of {', '.join(REQUIRED_KEYS)}"
+            )
+        values = {k: _parse(meta, k, t, source) for k, t in {**FEATURE_KEYS, **WINDOW_KEYS}.items()}
+        try:
+            features = FeatureParams(**{k: values[k] for k in FEATURE_KEYS})
+        except ValueError as e:
+            raise ModelError(f"{source}: feature metadata is inconsistent: {e}") from None
+        if values["window_frames"] < 1 or values["window_hop_frames"] < 1:
+            raise ModelError(f"{source}: window_frames and window_hop_frames must be >= 1")
+        if not 0.0 < values["threshold"] < 1.0:
+            raise ModelError(f"{source}: threshold must be in (0, 1), got {values['threshold']}")
+        off = _parse(meta, "off_threshold", float, source) if "off_threshold" in meta else None
+        return cls(
+            features=features,
+            window_frames=values["window_frames"],
+            window_hop_frames=values["window_hop_frames"],
+            threshold=values["threshold"],
+            off_threshold=off,
+            description=meta.get("description", ""),
+        )
+
+
+def _parse(meta: dict[str, str], key: str, kind: type, source: str) -> int | float:
+    try:
+        return kind(meta[key])
+    except ValueError:
+        raise ModelError(
+            f"{source}: metadata '{key}' = {meta[key]!r} is not {kind.__name__}"
+        ) from None
+
+
+def sigmoid(logit: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-logit))
+
+
+class CryClassifier:
+    """onnxruntime session wrapper: windows in, (score, logit) per window out."""
+
+    def __init__(self, path: str | Path, threads: int = 1) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelError(
+                f"{self.path}: model file not found; set model.path in the config to an .onnx file"
+            )
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(
+                str(self.path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as e:  # onnxruntime raises its own exception types for bad files
+            raise ModelError(f"{self.path}: not a loadable ONNX model ({e})") from None
+        meta = dict(self._session.get_modelmeta().custom_metadata_map)
+        self.info = ModelInfo.from_metadata(meta, str(self.path))
+        (model_input,) = self._session.get_inputs()
+        self._input = model_input.name
+        shape = model_input.shape
+        expected = (self.info.window_frames, self.info.features.n_mels)
+        if len(shape) != 3 or tuple(shape[1:]) != expected:
+            raise ModelError(
+                f"{self.path}: input shape {shape} does not match metadata "
+                f"(batch, {expected[0]}, {expected[1]})"
+            )
+
+    def predict(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and logits for windows of shape (n, window_frames, n_mels)."""
+        logits = [
+            self._session.run(None, {self._input: windows[i : i + MAX_BATCH]})[0].reshape(-1)
+            for i in range(0, len(windows), MAX_BATCH)
+        ]
+        logit = np.concatenate(logits).astype(np.float64) if logits else np.zeros(0)
+        return sigmoid(logit), logit

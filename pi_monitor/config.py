@@ -1,0 +1,255 @@
+"""Settings: one TOML file, validated once at start-up.
+
+Each section is a frozen dataclass; a field's metadata says what values it allows, so one
+validator serves every section and every error names the key (`mqtt.port`) and the allowed values.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL = REPO_ROOT / "models" / "cry.onnx"
+
+
+class ConfigError(ValueError):
+    """A config file or value that cannot be used; the message names the file or key and the fix."""
+
+
+def setting(
+    default: Any,
+    doc: str,
+    *,
+    choices: tuple[Any, ...] | None = None,
+    min: float | None = None,
+    max: float | None = None,
+) -> Any:
+    """A field with its documentation and allowed values, read by `_build`."""
+    meta = {"doc": doc, "choices": choices, "min": min, "max": max}
+    if isinstance(default, list):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    path: str = setting(str(DEFAULT_MODEL), "ONNX cry classifier; its metadata sets the features")
+    threads: int = setting(1, "onnxruntime intra-op threads (1 keeps a Pi core free)", min=1, max=8)
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    on_threshold: float | None = setting(
+        None, "score that starts a bout; unset = the model's recommendation", min=0.0, max=1.0
+    )
+    off_threshold: float | None = setting(
+        None, "score below which a bout may end; unset = model's or 0.6 x on", min=0.0, max=1.0
+    )
+    min_bout_s: float = setting(
+        0.5, "crying must last this long before cry_onset", min=0.0, max=30.0
+    )
+    merge_gap_s: float = setting(
+        3.0, "pauses shorter than this (breaths, sobs) do not end a bout", min=0.0, max=120.0
+    )
+
+
+@dataclass(frozen=True)
+class AudioSettings:
+    device: str = setting("", "input device name (substring) or index; empty = system default")
+    sample_rate: int = setting(0, "capture rate in Hz; 0 = the device's default", min=0, max=192000)
+    block_s: float = setting(0.1, "seconds per capture block", min=0.01, max=1.0)
+    queue_blocks: int = setting(
+        100, "blocks buffered between callback and pipeline", min=4, max=10000
+    )
+    silence_floor_dbfs: float = setting(
+        -90.0, "input below this level counts as silent", min=-200.0, max=0.0
+    )
+    silence_timeout_s: float = setting(
+        60.0, "silent or stuck input for this long raises mic_silent", min=5.0, max=3600.0
+    )
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    enabled: bool = setting(False, "publish events and states to an MQTT broker")
+    host: str = setting("localhost", "broker host name or address")
+    port: int = setting(1883, "broker TCP port", min=1, max=65535)
+    client_id: str = setting("", "MQTT client id; empty = pi-monitor-<device_id>")
+    username: str = setting("", "broker user name; empty = anonymous")
+    password: str = setting("", "broker password")
+    tls: bool = setting(False, "connect with TLS")
+    ca_file: str = setting("", "CA certificate file for TLS; empty = system CAs")
+    cert_file: str = setting("", "client certificate file for TLS")
+    key_file: str = setting("", "client key file for TLS")
+    keepalive_s: int = setting(30, "MQTT keepalive in seconds", min=5, max=3600)
+    topic_prefix: str = setting("pi_monitor", "topics are <topic_prefix>/<device_id>/...")
+    device_id: str = setting("nursery", "device id in topics and unique ids ([a-z0-9_-])")
+    device_name: str = setting("Nursery monitor", "device name shown in Home Assistant")
+    discovery_prefix: str = setting("homeassistant", "Home Assistant discovery prefix")
+    queue_max_events: int = setting(
+        10000,
+        "events kept on disk while the broker is away; oldest dropped beyond",
+        min=10,
+        max=10_000_000,
+    )
+
+
+DEFAULT_GRADUATED_MINUTES = [
+    [3, 5, 10],
+    [5, 10, 12],
+    [10, 12, 15],
+    [12, 15, 17],
+    [15, 17, 20],
+    [17, 20, 25],
+    [20, 25, 30],
+]
+
+
+@dataclass(frozen=True)
+class CheckinSettings:
+    method: str = setting(
+        "responsive",
+        "sleep-training method",
+        choices=("extinction", "graduated", "responsive", "fading"),
+    )
+    birth_date: str = setting("", "baby's birth date YYYY-MM-DD (required for extinction methods)")
+    settle_s: float = setting(300.0, "quiet this long ends a waking", min=10.0, max=3600.0)
+    max_crying_s: float = setting(
+        1800.0,
+        "continuous crying beyond this raises escalation (at most 60 min)",
+        min=60.0,
+        max=3600.0,
+    )
+    graduated_minutes: list[list[float]] = setting(
+        DEFAULT_GRADUATED_MINUTES, "check-in minutes per night; the last row and value repeat"
+    )
+    fading_step: str = setting("", "tonight's fading step, e.g. 'chair by the door'")
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    state_dir: str = setting("/var/lib/pi-monitor", "night log and MQTT queue live here")
+    log_level: str = setting("INFO", "log level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: ModelSettings = field(default_factory=ModelSettings)
+    detector: DetectorSettings = field(default_factory=DetectorSettings)
+    audio: AudioSettings = field(default_factory=AudioSettings)
+    mqtt: MqttSettings = field(default_factory=MqttSettings)
+    checkin: CheckinSettings = field(default_factory=CheckinSettings)
+    service: ServiceSettings = field(default_factory=ServiceSettings)
+
+
+def load_settings(path: str | Path | None) -> Settings:
+    """Read and validate a TOML file; None gives the defaults."""
+    if path is None:
+        return Settings()
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found; give an existing TOML file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML ({e}); fix the syntax") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config file ({e.strerror})") from None
+    try:
+        return settings_from_dict(data)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def settings_from_dict(data: dict[str, Any]) -> Settings:
+    """Validate a parsed TOML document into `Settings`."""
+    settings = _build(Settings, data, "")
+    _check_cross_fields(settings)
+    return settings
+
+
+def _build(cls: type, table: Any, prefix: str) -> Any:
+    where = prefix.rstrip(".") or "the top level"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected a table, got {type(table).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(table) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown key '{prefix}{unknown[0]}'; allowed keys in {where}: {', '.join(fields)}"
+        )
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, value in table.items():
+        key = prefix + name
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = _build(hint, value, key + ".")
+        else:
+            values[name] = _check_value(key, value, hint, fields[name].metadata)
+    return cls(**values)
+
+
+def _check_value(key: str, value: Any, hint: Any, meta: typing.Mapping[str, Any]) -> Any:
+    if not _is_instance(value, hint):
+        raise ConfigError(f"'{key}' must be {_describe(hint)}, got {value!r}")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        lo, hi = meta.get("min"), meta.get("max")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise ConfigError(f"'{key}' = {value} is out of range; allowed {lo} to {hi}")
+        if _accepts_float(hint):
+            value = float(value)
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        raise ConfigError(f"'{key}' = {value!r} is not allowed; choose one of {', '.join(choices)}")
+    return value
+
+
+def _is_instance(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_instance(value, arm) for arm in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        return isinstance(value, list) and all(_is_instance(v, item) for v in value)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _accepts_float(hint: Any) -> bool:
+    return hint is float or float in typing.get_args(hint)
+
+
+def _describe(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(hint) if a is not type(None))
+    if origin is list:
+        return f"a list of {_describe(typing.get_args(hint)[0])}"
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(
+        hint, str(hint)
+    )
+
+
+def _check_cross_fields(settings: Settings) -> None:
+    """Rules that span keys; each names the keys involved."""
+    d = settings.detector
+    both = d.on_threshold is not None and d.off_threshold is not None
+    if both and d.off_threshold > d.on_threshold:
+        raise ConfigError(
+            f"'detector.off_threshold' ({d.off_threshold}) must not exceed "
+            f"'detector.on_threshold' ({d.on_threshold})"
+        )

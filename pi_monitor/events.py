@@ -1,0 +1,100 @@
+"""The event contract of DESIGN.md as typed dataclasses.
+
+Every stage below the audio source works in audio seconds (`t`); the service adds `wall` once,
+at the edge. `to_dict()` gives the JSON Lines / MQTT object with its `type` first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base of every event; `type` names it on the wire."""
+
+    type: ClassVar[str] = "event"
+
+    def to_dict(self, **extra: Any) -> dict[str, Any]:
+        """The wire form: `type` first, then the fields, then `extra` (e.g. `file`, `wall`)."""
+        body = {k: _round(v) for k, v in asdict(self).items() if v is not None}
+        return {"type": self.type, **body, **extra}
+
+
+def _round(value: Any) -> Any:
+    """Keep JSON readable: audio times and scores to microseconds / six digits."""
+    return round(value, 6) if isinstance(value, float) else value
+
+
+@dataclass(frozen=True)
+class Score(Event):
+    """One classifier window: `t` is the window's centre, `score` the calibrated probability."""
+
+    type: ClassVar[str] = "score"
+    t: float
+    score: float
+    logit: float
+
+
+@dataclass(frozen=True)
+class CryOnset(Event):
+    """Crying began at `t` (estimate); the detector decided at `emitted_t`."""
+
+    type: ClassVar[str] = "cry_onset"
+    t: float
+    emitted_t: float
+    score: float
+
+
+@dataclass(frozen=True)
+class CryEnd(Event):
+    """A bout that began at `onset_t` ended at `t`; short pauses inside it were merged."""
+
+    type: ClassVar[str] = "cry_end"
+    t: float
+    onset_t: float
+    duration_s: float
+    emitted_t: float
+    peak_score: float
+    mean_score: float
+
+
+@dataclass(frozen=True)
+class CheckinDue(Event):
+    """The chosen method says a parent may go in now."""
+
+    type: ClassVar[str] = "checkin_due"
+    t: float
+    method: str
+    night: int
+    episode: int
+    checkin: int
+    waited_s: float
+    next_interval_s: float | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class Escalation(Event):
+    """Something a parent must look at now: long crying, a dead or silent microphone."""
+
+    type: ClassVar[str] = "escalation"
+    t: float
+    reason: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Settled(Event):
+    """A waking ended: the baby has been quiet for the settle time."""
+
+    type: ClassVar[str] = "settled"
+    t: float
+    episode: int
+    cry_s: float
+    episode_s: float
+
+
+ESCALATION_REASONS = ("max_crying_exceeded", "mic_lost", "mic_silent", "pipeline_stalled")
+EVENT_TYPES = ("cry_onset", "cry_end", "checkin_due", "escalation", "settled")
