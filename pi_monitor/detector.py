@@ -1,0 +1,120 @@
+"""Window scores → cry bouts, with hysteresis, a minimum bout length and a merge gap.
+
+Pure state machine: scores and audio times in, `CryOnset` / `CryEnd` out. A bout starts when a
+score reaches the on-threshold and stays at or above the off-threshold for `min_bout_s`; it ends
+once no window has reached the off-threshold for `merge_gap_s`, so breaths and sobs between cries
+do not split it. Times are window centres; `emitted_t` is when the decision could be made.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from pi_monitor.config import ConfigError, DetectorSettings
+from pi_monitor.events import CryEnd, CryOnset, Event
+
+
+@dataclass(frozen=True)
+class DetectorParams:
+    """Detector settings with the thresholds resolved against the model's recommendation."""
+
+    on_threshold: float
+    off_threshold: float
+    min_bout_s: float
+    merge_gap_s: float
+
+    @classmethod
+    def resolve(
+        cls, settings: DetectorSettings, model_on: float, model_off: float | None
+    ) -> DetectorParams:
+        on = settings.on_threshold if settings.on_threshold is not None else model_on
+        off = settings.off_threshold
+        if off is None:
+            off = model_off if model_off is not None and model_off <= on else 0.6 * on
+        if off > on:
+            raise ConfigError(
+                f"'detector.off_threshold' ({off}) must not exceed the on-threshold ({on}); "
+                "lower it or set 'detector.on_threshold'"
+            )
+        return cls(on, off, settings.min_bout_s, settings.merge_gap_s)
+
+
+class _State(Enum):
+    IDLE = "idle"
+    PENDING = "pending"  # above threshold, not yet long enough to be a bout
+    CRYING = "crying"
+
+
+class CryDetector:
+    """Feeds on one (time, score) per classifier window, in order."""
+
+    def __init__(self, params: DetectorParams) -> None:
+        self.params = params
+        self._state = _State.IDLE
+        self._onset_t = 0.0
+        self._last_above_t = 0.0
+        self._peak = 0.0
+        self._sum = 0.0  # score sum and count up to the last window above the off-threshold
+        self._count = 0
+
+    @property
+    def crying(self) -> bool:
+        return self._state is _State.CRYING
+
+    @property
+    def onset_t(self) -> float | None:
+        """Start of the current bout, while crying."""
+        return self._onset_t if self.crying else None
+
+    def update(self, t: float, score: float, decided_t: float) -> list[Event]:
+        p = self.params
+        if self._state is _State.IDLE:
+            if score >= p.on_threshold:
+                self._start(t, score)
+                return self._confirm_if_long(score, decided_t)
+            return []
+        if score >= p.off_threshold:
+            self._last_above_t = t
+            self._peak = max(self._peak, score)
+            self._sum += score
+            self._count += 1
+            if self._state is _State.PENDING:
+                return self._confirm_if_long(score, decided_t)
+            return []
+        if self._state is _State.PENDING:
+            self._state = _State.IDLE
+            return []
+        if t - self._last_above_t >= p.merge_gap_s:
+            return [self._end(decided_t)]
+        return []
+
+    def finish(self, end_t: float) -> list[Event]:
+        """The stream ended: a bout under way ends at its last crying window."""
+        if self._state is _State.CRYING:
+            return [self._end(end_t)]
+        self._state = _State.IDLE
+        return []
+
+    def _start(self, t: float, score: float) -> None:
+        self._state = _State.PENDING
+        self._onset_t = self._last_above_t = t
+        self._peak = self._sum = score
+        self._count = 1
+
+    def _confirm_if_long(self, score: float, decided_t: float) -> list[Event]:
+        if self._last_above_t - self._onset_t < self.params.min_bout_s:
+            return []
+        self._state = _State.CRYING
+        return [CryOnset(t=self._onset_t, emitted_t=decided_t, score=score)]
+
+    def _end(self, decided_t: float) -> CryEnd:
+        self._state = _State.IDLE
+        return CryEnd(
+            t=self._last_above_t,
+            onset_t=self._onset_t,
+            duration_s=self._last_above_t - self._onset_t,
+            emitted_t=decided_t,
+            peak_score=self._peak,
+            mean_score=self._sum / self._count,
+        )

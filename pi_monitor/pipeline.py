@@ -1,0 +1,77 @@
+"""One pipeline for mic and file: blocks → log-mel → classifier windows → detector events.
+
+It counts audio time itself (samples seen / rate), so live and replay agree decision for
+decision. Windows are cut from the frame stream at fixed frame indices, so the scores do not
+depend on how the audio was split into blocks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pi_monitor.classifier import CryClassifier
+from pi_monitor.config import DetectorSettings
+from pi_monitor.detector import CryDetector, DetectorParams
+from pi_monitor.events import Event, Score
+from pi_monitor.features import FeatureExtractor
+
+
+class Pipeline:
+    """Streaming state for one audio stream; make a new one per file."""
+
+    def __init__(self, classifier: CryClassifier, detector: DetectorSettings) -> None:
+        info = classifier.info
+        self.classifier = classifier
+        self.features = FeatureExtractor(info.features)
+        self.detector = CryDetector(
+            DetectorParams.resolve(detector, info.threshold, info.off_threshold)
+        )
+        self.sample_rate = info.features.sample_rate
+        self.samples_seen = 0
+        self._frames = np.zeros((0, info.features.n_mels), dtype=np.float32)
+        self._frames_start = 0  # stream index of self._frames[0]
+        self._next_window = 0  # stream frame index where the next window starts
+
+    @property
+    def time_s(self) -> float:
+        """Audio seconds heard so far."""
+        return self.samples_seen / self.sample_rate
+
+    def process(self, block: np.ndarray) -> list[Event]:
+        """Scores for every window completed by this block, each followed by its decisions."""
+        self.samples_seen += len(block)
+        frames = self.features.process(block)
+        if len(frames) == 0:
+            return []
+        self._frames = np.concatenate((self._frames, frames))
+        info = self.classifier.info
+        size, hop = info.window_frames, info.window_hop_frames
+        available = self._frames_start + len(self._frames)
+        starts = np.arange(self._next_window, available - size + 1, hop)
+        if len(starts) == 0:
+            return []
+        view = np.lib.stride_tricks.sliding_window_view(self._frames, size, axis=0)
+        windows = np.ascontiguousarray(view[starts - self._frames_start].transpose(0, 2, 1))
+        scores, logits = self.classifier.predict(windows)
+        self._next_window = int(starts[-1]) + hop
+        keep_from = min(self._next_window, available)  # a hop longer than a window skips frames
+        self._frames = self._frames[keep_from - self._frames_start :]
+        self._frames_start = keep_from
+        return self._decide(starts, scores, logits)
+
+    def finish(self) -> list[Event]:
+        """End of stream: close a bout under way."""
+        return self.detector.finish(self.time_s)
+
+    def _decide(self, starts: np.ndarray, scores: np.ndarray, logits: np.ndarray) -> list[Event]:
+        p = self.features.params
+        size = self.classifier.info.window_frames
+        centres = p.frame_time(starts + (size - 1) / 2)
+        ends = ((starts + size - 1) * p.hop_length + p.n_fft) / p.sample_rate
+        events: list[Event] = []
+        for t, end, score, logit in zip(
+            centres.tolist(), ends.tolist(), scores.tolist(), logits.tolist(), strict=True
+        ):
+            events.append(Score(t=t, score=score, logit=logit))
+            events.extend(self.detector.update(t, score, end))
+        return events
