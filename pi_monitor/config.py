@@ -6,8 +6,11 @@ validator serves every section and every error names the key (`mqtt.port`) and t
 
 from __future__ import annotations
 
+import calendar
 import copy
 import dataclasses
+import datetime
+import math
 import tomllib
 import types
 import typing
@@ -101,6 +104,9 @@ class MqttSettings:
     )
 
 
+MAX_CRYING_CAP_S = 3600.0
+METHODS = ("extinction", "graduated", "responsive", "fading")
+EXTINCTION_METHODS = ("extinction", "graduated")
 DEFAULT_GRADUATED_MINUTES = [
     [3, 5, 10],
     [5, 10, 12],
@@ -117,20 +123,97 @@ class CheckinSettings:
     method: str = setting(
         "responsive",
         "sleep-training method",
-        choices=("extinction", "graduated", "responsive", "fading"),
+        choices=METHODS,
     )
     birth_date: str = setting("", "baby's birth date YYYY-MM-DD (required for extinction methods)")
     settle_s: float = setting(300.0, "quiet this long ends a waking", min=10.0, max=3600.0)
     max_crying_s: float = setting(
         1800.0,
-        "continuous crying beyond this raises escalation (at most 60 min)",
+        "crying without settling beyond this raises escalation (safety cap, at most 60 min)",
         min=60.0,
-        max=3600.0,
+        max=MAX_CRYING_CAP_S,
     )
     graduated_minutes: list[list[float]] = setting(
         DEFAULT_GRADUATED_MINUTES, "check-in minutes per night; the last row and value repeat"
     )
+    responsive_step_s: float = setting(
+        120.0, "responsive: crying this long after a check-in climbs the soothing ladder", min=10.0
+    )
     fading_step: str = setting("", "tonight's fading step, e.g. 'chair by the door'")
+
+
+def check_checkin(c: CheckinSettings) -> None:
+    """Rules of the `checkin` section that no field range expresses (NaN passes a range check)."""
+    if c.method not in METHODS:
+        raise ConfigError(f"'checkin.method' = {c.method!r}: choose one of {', '.join(METHODS)}")
+    for key in ("settle_s", "max_crying_s", "responsive_step_s"):
+        value = getattr(c, key)
+        if not math.isfinite(value):
+            raise ConfigError(f"'checkin.{key}' = {value} must be a finite number of seconds")
+    if not 0 < c.max_crying_s <= MAX_CRYING_CAP_S:
+        raise ConfigError(
+            f"'checkin.max_crying_s' = {c.max_crying_s} is not allowed: the crying cap is a safety "
+            f"limit of at most {MAX_CRYING_CAP_S:.0f} s (60 min); set it lower"
+        )
+    rows = c.graduated_minutes
+    if not rows or not all(rows):
+        raise ConfigError("'checkin.graduated_minutes' needs at least one night of intervals")
+    for night, row in enumerate(rows, 1):
+        for m in row:
+            if not (isinstance(m, int | float) and math.isfinite(m) and 0 < m <= 60):
+                raise ConfigError(
+                    f"'checkin.graduated_minutes' night {night}: {m!r} must be minutes in (0, 60]"
+                )
+    _birth_date(c)
+
+
+def check_checkin_age(c: CheckinSettings, today: datetime.date) -> list[str]:
+    """The age gate: refuse extinction methods under 4 months, warn until 6; returns warnings.
+
+    Called at start-up with today's date (and by the coach for each session and method change),
+    so the gate holds whatever the config says.
+    """
+    check_checkin(c)
+    if c.method not in EXTINCTION_METHODS:
+        return []
+    birth = _birth_date(c)
+    if birth is None:
+        raise ConfigError(
+            f"'checkin.birth_date' is required for method '{c.method}' (the age gate needs it); "
+            "set it as YYYY-MM-DD or choose responsive or fading"
+        )
+    if birth > today:
+        raise ConfigError(f"'checkin.birth_date' = {c.birth_date} is after today ({today})")
+    if today < add_months(birth, 4):
+        raise ConfigError(
+            f"'checkin.method' = '{c.method}' is refused for a baby under 4 months "
+            f"(born {birth}); use responsive or fading until {add_months(birth, 4)}"
+        )
+    if today < add_months(birth, 6):
+        return [
+            f"'checkin.method' = '{c.method}' for a baby under 6 months (born {birth}): "
+            "check with your health visitor or paediatrician first"
+        ]
+    return []
+
+
+def add_months(d: datetime.date, months: int) -> datetime.date:
+    """The same day `months` later, clamped to the month's end (31 Oct + 4 -> 28/29 Feb)."""
+    year, month0 = divmod(d.month - 1 + months, 12)
+    year += d.year
+    days = calendar.monthrange(year, month0 + 1)[1]
+    return datetime.date(year, month0 + 1, min(d.day, days))
+
+
+def _birth_date(c: CheckinSettings) -> datetime.date | None:
+    if not c.birth_date:
+        return None
+    try:
+        return datetime.date.fromisoformat(c.birth_date)
+    except ValueError:
+        raise ConfigError(
+            f"'checkin.birth_date' = {c.birth_date!r} is not a date; write it as YYYY-MM-DD"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -253,3 +336,4 @@ def _check_cross_fields(settings: Settings) -> None:
             f"'detector.off_threshold' ({d.off_threshold}) must not exceed "
             f"'detector.on_threshold' ({d.on_threshold})"
         )
+    check_checkin(settings.checkin)
