@@ -66,7 +66,12 @@ class DetectorSettings:
 @dataclass(frozen=True)
 class AudioSettings:
     device: str = setting("", "input device name (substring) or index; empty = system default")
-    sample_rate: int = setting(0, "capture rate in Hz; 0 = the device's default", min=0, max=192000)
+    sample_rate: int = setting(
+        0,
+        "capture rate in Hz; 0 = the model's rate if the device takes it, else the device default",
+        min=0,
+        max=192000,
+    )
     block_s: float = setting(0.1, "seconds per capture block", min=0.01, max=1.0)
     queue_blocks: int = setting(
         100, "blocks buffered between callback and pipeline", min=4, max=10000
@@ -76,6 +81,12 @@ class AudioSettings:
     )
     silence_timeout_s: float = setting(
         60.0, "silent or stuck input for this long raises mic_silent", min=5.0, max=3600.0
+    )
+    lost_after_s: float = setting(
+        10.0, "no audio from the device for this long raises mic_lost", min=1.0, max=25.0
+    )
+    retry_max_s: float = setting(
+        10.0, "longest wait between attempts to reopen a lost device", min=0.5, max=25.0
     )
 
 
