@@ -11,6 +11,7 @@ import copy
 import dataclasses
 import datetime
 import math
+import re
 import tomllib
 import types
 import typing
@@ -112,6 +113,15 @@ class MqttSettings:
         "events kept on disk while the broker is away; oldest dropped beyond",
         min=10,
         max=10_000_000,
+    )
+    inflight_max: int = setting(
+        20, "events sent but not yet acknowledged (PUBACK) at any time", min=1, max=1000
+    )
+    reconnect_min_s: float = setting(
+        1.0, "first reconnection delay; doubles per failed attempt", min=0.05, max=60.0
+    )
+    reconnect_max_s: float = setting(
+        60.0, "longest delay between reconnection attempts", min=0.1, max=3600.0
     )
 
 
@@ -340,6 +350,7 @@ def _describe(hint: Any) -> str:
 
 def _check_cross_fields(settings: Settings) -> None:
     """Rules that span keys; each names the keys involved."""
+    _check_mqtt(settings.mqtt)
     d = settings.detector
     both = d.on_threshold is not None and d.off_threshold is not None
     if both and d.off_threshold > d.on_threshold:
@@ -348,3 +359,28 @@ def _check_cross_fields(settings: Settings) -> None:
             f"'detector.on_threshold' ({d.on_threshold})"
         )
     check_checkin(settings.checkin)
+
+
+def _check_mqtt(m: MqttSettings) -> None:
+    """Topic parts must not break topics; TLS files only mean something with TLS on."""
+    if not re.fullmatch(r"[a-z0-9_-]+", m.device_id):
+        raise ConfigError(
+            f"'mqtt.device_id' = {m.device_id!r}: use only a-z, 0-9, '_' and '-' (e.g. 'nursery')"
+        )
+    for key in ("topic_prefix", "discovery_prefix"):
+        value = getattr(m, key)
+        if not value or any(c in value for c in "+#\0") or value.strip("/") != value:
+            raise ConfigError(
+                f"'mqtt.{key}' = {value!r}: must be a non-empty topic without '+', '#' "
+                "or leading/trailing '/'"
+            )
+    files = [k for k in ("ca_file", "cert_file", "key_file") if getattr(m, k)]
+    if files and not m.tls:
+        raise ConfigError(f"'mqtt.{files[0]}' is set but 'mqtt.tls' is false; set mqtt.tls = true")
+    if m.key_file and not m.cert_file:
+        raise ConfigError("'mqtt.key_file' needs 'mqtt.cert_file' (the client certificate)")
+    if m.reconnect_min_s > m.reconnect_max_s:
+        raise ConfigError(
+            f"'mqtt.reconnect_min_s' ({m.reconnect_min_s}) must not exceed "
+            f"'mqtt.reconnect_max_s' ({m.reconnect_max_s})"
+        )

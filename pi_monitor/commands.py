@@ -1,0 +1,66 @@
+"""Commands from Home Assistant, parsed strictly (pure, no I/O).
+
+Anything that is not exactly an allowed value is rejected with a `CommandError` saying why, so the
+publisher can log it and carry on; a bad payload never reaches the service and never changes state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from pi_monitor.config import CheckinSettings
+
+CHECKIN_METHODS: tuple[str, ...] = next(
+    f.metadata["choices"] for f in fields(CheckinSettings) if f.name == "method"
+)
+MAX_PAYLOAD_BYTES = 64
+
+
+class CommandError(ValueError):
+    """A command payload or topic that is not allowed; the message says what was expected."""
+
+
+@dataclass(frozen=True)
+class SetMethod:
+    """Switch the sleep-training method (select entity)."""
+
+    method: str
+
+
+@dataclass(frozen=True)
+class SetSession:
+    """Start (True) or end (False) tonight's sleep session (switch entity)."""
+
+    on: bool
+
+
+@dataclass(frozen=True)
+class CheckedIn:
+    """A parent went in (button entity)."""
+
+
+Command = SetMethod | SetSession | CheckedIn
+COMMAND_NAMES = ("method", "session", "checked_in")
+
+
+def parse_command(name: str, payload: bytes) -> Command:
+    """`name` is the last topic level under `<base>/set/`; raises CommandError if not allowed."""
+    if name not in COMMAND_NAMES:
+        raise CommandError(f"unknown command topic 'set/{name[:40]}'; known: {COMMAND_NAMES}")
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise CommandError(f"set/{name}: payload of {len(payload)} bytes is too long")
+    try:
+        text = payload.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise CommandError(f"set/{name}: payload is not valid UTF-8") from None
+    if name == "method":
+        if text not in CHECKIN_METHODS:
+            raise CommandError(f"set/method: {text!r} is not one of {', '.join(CHECKIN_METHODS)}")
+        return SetMethod(text)
+    if name == "session":
+        if text not in ("ON", "OFF"):
+            raise CommandError(f"set/session: {text!r} is not ON or OFF")
+        return SetSession(text == "ON")
+    if text != "PRESS":
+        raise CommandError(f"set/checked_in: {text!r} is not PRESS")
+    return CheckedIn()

@@ -1,0 +1,296 @@
+"""Publish events and state to an MQTT broker for Home Assistant, losing nothing while it is away.
+
+One thread owns the paho client: it connects (with exponential backoff), runs the network loop,
+moves events from the on-disk `Outbox` to the broker and handles commands. Doing all of that on
+one thread keeps event order simple: on every (re)connection paho's own unacknowledged copies are
+dropped and every event still in the outbox is sent again, oldest first, so delivery is at least
+once, in order, and a repeat is recognisable by its `seq`.
+
+Wire form on `<base>/event`: the event's JSON (DESIGN.md) plus `seq` (outbox sequence number) and
+`event_type` (= `type`, the key Home Assistant's `event` entity reads).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+
+from pi_monitor.commands import Command, CommandError, parse_command
+from pi_monitor.config import ConfigError, MqttSettings
+from pi_monitor.discovery import OFFLINE, ONLINE, Topics, discovery_configs
+from pi_monitor.events import EVENT_TYPES
+from pi_monitor.outbox import Outbox
+from pi_monitor.state import MonitorState, with_problem
+
+log = logging.getLogger(__name__)
+
+OUTBOX_FILE = "mqtt-outbox.sqlite3"
+LOOP_TIMEOUT_S = 0.05
+STATE_MIN_INTERVAL_S = 1.0
+_FAST_KEYS = ("cry_s", "score", "level_dbfs")
+
+
+def backoff_delay(attempt: int, min_s: float, max_s: float) -> float:
+    """Seconds to wait before reconnection attempt `attempt` (0, 1, ...): doubling, capped."""
+    return min(max_s, min_s * 2.0 ** min(attempt, 30))
+
+
+class MqttPublisher:
+    """`start()`, then `publish_event` / `publish_state` / `set_problem` from any thread.
+
+    `on_command` is called on the MQTT thread with each valid command; keep it short. Invalid
+    commands are logged and dropped before it.
+    """
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        state_dir: Path,
+        on_command: Callable[[Command], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.topics = Topics.from_settings(settings)
+        self.outbox = Outbox(Path(state_dir) / OUTBOX_FILE, settings.queue_max_events)
+        self._on_command = on_command
+        self._client = self._make_client()
+        self._lock = threading.Lock()
+        self._state: MonitorState | None = None
+        self._state_dirty = False
+        self._sent_state: dict[str, Any] | None = None
+        self._next_state_at = 0.0
+        self._inflight: dict[int, int] = {}
+        self._sent_upto = 0
+        self._attempt = 0
+        self._connected = threading.Event()
+        self._stopping = threading.Event()
+        self._drained = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self.connections = 0
+
+    def _make_client(self) -> paho.Client:
+        s = self.settings
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=s.client_id or f"pi-monitor-{s.device_id}"
+        )
+        if s.username:
+            client.username_pw_set(s.username, s.password or None)
+        if s.tls:
+            for key in ("ca_file", "cert_file", "key_file"):
+                value = getattr(s, key)
+                if value and not Path(value).is_file():
+                    raise ConfigError(f"'mqtt.{key}' = {value!r}: file not found")
+            client.tls_set(
+                ca_certs=s.ca_file or None, certfile=s.cert_file or None, keyfile=s.key_file or None
+            )
+        client.will_set(self.topics.availability, OFFLINE, qos=1, retain=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        return client
+
+    # ---- API for the service (any thread) ----
+
+    def start(self) -> None:
+        """Connect in the background; events are queued on disk until the broker answers."""
+        self._thread = threading.Thread(target=self._run, name="mqtt", daemon=True)
+        self._thread.start()
+
+    def publish_event(self, event: dict[str, Any]) -> int:
+        """Queue one contract event for delivery (QoS 1); returns its `seq`."""
+        kind = event.get("type")
+        if kind not in EVENT_TYPES:
+            raise ValueError(f"not an MQTT event type: {kind!r}; expected one of {EVENT_TYPES}")
+        return self.outbox.put({**event, "event_type": kind})
+
+    def publish_state(self, state: MonitorState) -> None:
+        """Make `state` the retained state; sent at once if crying/problem/settings changed,
+        else at most once a second (scores change every window)."""
+        with self._lock:
+            self._state = state
+            self._state_dirty = True
+
+    def set_problem(self, on: bool, detail: str = "") -> None:
+        """Raise or clear the diagnostic problem on the latest state."""
+        with self._lock:
+            current = self._state or MonitorState()
+        self.publish_state(with_problem(current, on, detail))
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    def wait_drained(self, timeout: float) -> bool:
+        """Block until every queued event is acknowledged by the broker (or timeout)."""
+        with self._drained:
+            return self._drained.wait_for(lambda: len(self.outbox) == 0, timeout)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Say `offline`, disconnect and close the outbox; unsent events stay on disk."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.outbox.close()
+
+    # ---- MQTT thread ----
+
+    def _run(self) -> None:
+        s = self.settings
+        socket_open = False
+        while not self._stopping.is_set():
+            if not socket_open:
+                try:
+                    self._client.connect(s.host, s.port, s.keepalive_s)
+                    socket_open = True
+                except (OSError, ValueError) as e:
+                    self._wait_to_retry(f"cannot connect to {s.host}:{s.port} ({e})")
+                    continue
+            rc = self._client.loop(timeout=LOOP_TIMEOUT_S)
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                socket_open = False
+                self._connected.clear()
+                self._wait_to_retry(
+                    f"connection to {s.host}:{s.port} lost ({paho.error_string(rc)})"
+                )
+                continue
+            self._pump()
+        self._say_goodbye(socket_open)
+
+    def _wait_to_retry(self, why: str) -> None:
+        delay = backoff_delay(
+            self._attempt, self.settings.reconnect_min_s, self.settings.reconnect_max_s
+        )
+        self._attempt += 1
+        log.warning("MQTT %s; %d events waiting; retrying in %.1f s", why, len(self.outbox), delay)
+        self._stopping.wait(delay)
+
+    def _say_goodbye(self, socket_open: bool) -> None:
+        if socket_open and self._connected.is_set():
+            info = self._client.publish(self.topics.availability, OFFLINE, qos=1, retain=True)
+            deadline = time.monotonic() + 2.0
+            while not info.is_published() and time.monotonic() < deadline:
+                if self._client.loop(timeout=LOOP_TIMEOUT_S) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    break
+            self._client.disconnect()
+        self._connected.clear()
+
+    def _pump(self) -> None:
+        if not self._connected.is_set():
+            return
+        self._maybe_send_state()
+        room = self.settings.inflight_max - len(self._inflight)
+        if room <= 0:
+            return
+        for seq, payload in self.outbox.peek(self._sent_upto, room):
+            info = self._client.publish(self.topics.event, payload, qos=1)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return
+            self._inflight[info.mid] = seq
+            self._sent_upto = seq
+
+    def _maybe_send_state(self, force: bool = False) -> None:
+        with self._lock:
+            state, dirty = self._state, self._state_dirty
+        if state is None or not (dirty or force):
+            return
+        payload = state.to_payload()
+        urgent = (
+            force or self._sent_state is None or _slow_part(payload) != _slow_part(self._sent_state)
+        )
+        now = time.monotonic()
+        if not urgent and now < self._next_state_at:
+            return
+        with self._lock:
+            self._state_dirty = self._state is not state
+        self._client.publish(self.topics.state, json.dumps(payload), qos=1, retain=True)
+        crying = "ON" if state.crying else "OFF"
+        self._client.publish(self.topics.crying, crying, qos=1, retain=True)
+        self._sent_state = payload
+        self._next_state_at = now + STATE_MIN_INTERVAL_S
+
+    def _announce(self) -> None:
+        """Availability, discovery and state: everything HA needs after either side restarts."""
+        self._client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
+        for topic, config in discovery_configs(self.settings).items():
+            self._client.publish(topic, json.dumps(config), qos=1, retain=True)
+        self._maybe_send_state(force=True)
+
+    def _on_connect(
+        self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
+        if reason.is_failure:
+            log.error(
+                "MQTT broker %s:%d refused the connection: %s (check mqtt.username/password/tls)",
+                self.settings.host,
+                self.settings.port,
+                reason,
+            )
+            return
+        client.drop_out_messages()
+        self._inflight.clear()
+        self._sent_upto = 0
+        self._attempt = 0
+        self.connections += 1
+        client.subscribe([(self.topics.commands, 1), (self.topics.ha_status, 1)])
+        self._announce()
+        self._connected.set()
+        log.info(
+            "MQTT connected to %s:%d; %d events to send",
+            self.settings.host,
+            self.settings.port,
+            len(self.outbox),
+        )
+
+    def _on_disconnect(
+        self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
+        self._connected.clear()
+
+    def _on_publish(
+        self, client: paho.Client, userdata: Any, mid: int, reason: Any, props: Any
+    ) -> None:
+        seq = self._inflight.pop(mid, None)
+        if seq is None:
+            return
+        self.outbox.ack(seq)
+        with self._drained:
+            self._drained.notify_all()
+
+    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        if msg.topic == self.topics.ha_status:
+            if msg.payload == ONLINE.encode():
+                log.info("Home Assistant is online: re-sending discovery and state")
+                self._announce()
+            return
+        name = msg.topic.rsplit("/", 1)[-1]
+        if msg.retain:
+            log.warning("ignored retained command on %s (commands must not be retained)", msg.topic)
+            return
+        try:
+            command = parse_command(name, msg.payload)
+        except CommandError as e:
+            log.warning("ignored MQTT command: %s", e)
+            return
+        log.info("MQTT command: %s", command)
+        if self._on_command is None:
+            return
+        try:
+            self._on_command(command)
+        except Exception:
+            log.exception("command handler failed for %s", command)
+
+
+def _slow_part(payload: dict[str, Any]) -> dict[str, Any]:
+    """The state without its fast-changing numbers: a change here is sent at once."""
+    return {k: v for k, v in payload.items() if k not in _FAST_KEYS}

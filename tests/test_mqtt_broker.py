@@ -1,0 +1,249 @@
+"""MqttPublisher against a real mosquitto: discovery, no loss across a broker crash, last will,
+command validation, outbox overflow."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from mosquitto import Mosquitto, Subscriber, publish_raw
+
+from pi_monitor.commands import CheckedIn, Command
+from pi_monitor.config import MqttSettings
+from pi_monitor.discovery import Topics, discovery_configs
+from pi_monitor.mqtt import MqttPublisher
+from pi_monitor.state import MonitorState, apply_command
+
+ROOT = Path(__file__).resolve().parent.parent
+DEVICE = "testdev"
+
+
+def settings_for(broker: Mosquitto, **overrides: object) -> MqttSettings:
+    values = dict(
+        host=broker.host,
+        port=broker.port,
+        device_id=DEVICE,
+        reconnect_min_s=0.05,
+        reconnect_max_s=0.5,
+        keepalive_s=5,
+    )
+    values.update(overrides)
+    return MqttSettings(**values)  # type: ignore[arg-type]
+
+
+def cry_onset(i: int) -> dict:
+    return {"type": "cry_onset", "t": float(i), "emitted_t": i + 0.5, "score": 0.9}
+
+
+@pytest.fixture
+def publisher_factory(tmp_path: Path):
+    made: list[MqttPublisher] = []
+
+    def make(broker: Mosquitto, on_command=None, **overrides: object) -> MqttPublisher:
+        p = MqttPublisher(settings_for(broker, **overrides), tmp_path / "state", on_command)
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        p.stop()
+
+
+def seqs_of(messages) -> list[int]:
+    return [json.loads(m.payload)["seq"] for m in messages]
+
+
+def test_discovery_is_retained_complete_and_unique_ids_survive_restarts(broker, publisher_factory):
+    topics = Topics.from_settings(settings_for(broker))
+    expected = set(discovery_configs(settings_for(broker)))
+    runs = []
+    for _ in range(2):
+        pub = publisher_factory(broker)
+        pub.start()
+        assert pub.wait_connected(10)
+        sub = Subscriber(broker, ["homeassistant/#", f"{topics.base}/availability"])
+        assert sub.wait_for(lambda s=sub: {m.topic for m in s.messages} >= expected)
+        configs = {t: json.loads(sub.on(t)[-1].payload) for t in expected}
+        assert sub.latest(topics.availability) == b"online"
+        runs.append(configs)
+        sub.close()
+        pub.stop()
+
+    assert runs[0] == runs[1]
+    unique_ids = [c["unique_id"] for c in runs[0].values()]
+    assert len(set(unique_ids)) == len(unique_ids) == 12
+    components = sorted(t.split("/")[1] for t in expected)
+    assert components == sorted(
+        ["binary_sensor"] * 2 + ["sensor"] * 6 + ["event", "select", "switch", "button"]
+    )
+    for config in runs[0].values():
+        assert config["availability_topic"] == topics.availability
+        assert config["device"]["identifiers"] == [f"pi_monitor_{DEVICE}"]
+        assert config["origin"]["name"] == "pi-monitor"
+        for key in ("state_topic", "command_topic"):
+            if key in config:
+                assert config[key].startswith(topics.base + "/")
+    after_stop = Subscriber(broker, [topics.availability])
+    assert after_stop.latest(topics.availability) == b"offline"
+    after_stop.close()
+
+
+def test_home_assistant_birth_makes_discovery_and_state_publish_again(broker, publisher_factory):
+    pub = publisher_factory(broker)
+    pub.publish_state(MonitorState(method="graduated"))
+    pub.start()
+    assert pub.wait_connected(10)
+    topics = pub.topics
+    expected = set(discovery_configs(pub.settings))
+    sub = Subscriber(broker, ["homeassistant/+/+/+/config", topics.state])
+    assert sub.wait_for(lambda: {m.topic for m in sub.messages} >= expected | {topics.state})
+    first = len(sub.messages)
+    publish_raw(broker, topics.ha_status, b"online")
+    assert sub.wait_for(lambda: len(sub.messages) >= 2 * first)
+    republished = sub.messages[first:]
+    assert {m.topic for m in republished} == expected | {topics.state}
+    assert not any(m.retain for m in republished), "live re-publish, not the broker's copy"
+    assert json.loads(sub.on(topics.state)[-1].payload)["method"] == "graduated"
+    sub.close()
+
+
+def test_events_arrive_in_order_after_broker_is_killed_mid_stream(broker, publisher_factory):
+    pub = publisher_factory(broker)
+    topics = pub.topics
+    sub = Subscriber(broker, [topics.event, topics.availability], durable=True)
+    pub.start()
+    assert pub.wait_connected(10)
+
+    total = 1500
+    produced: list[int] = []
+
+    def produce() -> None:
+        for i in range(total):
+            produced.append(pub.publish_event(cry_onset(i)))
+            time.sleep(0.001)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    assert sub.wait_for(lambda: len(sub.on(topics.event)) >= 200)
+    broker.kill()
+    killed_at = len(produced)
+    time.sleep(0.3)
+    broker.start()
+    producer.join(60)
+    assert pub.wait_drained(60), f"{len(pub.outbox)} events never acknowledged"
+    assert sub.wait_for(lambda: len(set(seqs_of(sub.on(topics.event)))) >= total, 30)
+
+    received = seqs_of(sub.on(topics.event))
+    first_seen = list(dict.fromkeys(received))
+    duplicates = len(received) - len(first_seen)
+    print(
+        f"\nreconnection: sent {total}, broker killed after {killed_at} produced, "
+        f"received {len(received)}, unique {len(first_seen)}, duplicates {duplicates}, "
+        f"connections {pub.connections}"
+    )
+    assert first_seen == produced == list(range(1, total + 1))
+    assert pub.connections >= 2
+    assert pub.outbox.dropped == 0
+    onlines = [m for m in sub.on(topics.availability) if m.payload == b"online"]
+    assert len(onlines) >= 2, "availability 'online' is re-published after reconnecting"
+    sub.close()
+
+
+def test_killing_the_publishing_process_sets_availability_offline(broker, tmp_path):
+    topics = Topics.from_settings(settings_for(broker))
+    code = (
+        "import sys, time, pathlib\n"
+        "from pi_monitor.config import MqttSettings\n"
+        "from pi_monitor.mqtt import MqttPublisher\n"
+        f"s = MqttSettings(host={broker.host!r}, port={broker.port}, device_id={DEVICE!r})\n"
+        f"p = MqttPublisher(s, pathlib.Path({str(tmp_path / 'child')!r}))\n"
+        "p.start()\n"
+        "time.sleep(120)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
+    try:
+        sub = Subscriber(broker, [topics.availability])
+        assert sub.wait_for(lambda: any(m.payload == b"online" for m in sub.messages), 20)
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+        assert sub.wait_for(lambda: sub.messages[-1].payload == b"offline", 20)
+        sub.close()
+    finally:
+        child.kill()
+        child.wait(10)
+    late = Subscriber(broker, [topics.availability])
+    assert late.latest(topics.availability) == b"offline", "the will is retained"
+    late.close()
+
+
+MALFORMED: list[tuple[str, bytes]] = [
+    ("method", b"bogus"),
+    ("method", b"Graduated"),
+    ("method", b"\xff\xfe\xfd"),
+    ("method", b"graduated" * 200_000),
+    ("method", b'{"method": "graduated"}'),
+    ("method", b""),
+    ("session", b"on"),
+    ("session", b"1"),
+    ("session", b"\xc3\x28"),
+    ("checked_in", b"press"),
+    ("checked_in", b"PRESS" * 100),
+    ("reboot", b"PRESS"),
+]
+
+
+def test_malformed_commands_are_ignored_and_leave_state_as_it_was(broker, publisher_factory):
+    topics = Topics.from_settings(settings_for(broker))
+    publish_raw(broker, topics.command("method"), b"extinction", retain=True)
+    received: list[Command] = []
+    service_state = [MonitorState(method="responsive", session=True)]
+
+    def on_command(command: Command) -> None:
+        received.append(command)
+        service_state[0] = apply_command(service_state[0], command)
+        pub.publish_state(service_state[0])
+
+    pub = publisher_factory(broker, on_command=on_command)
+    pub.publish_state(service_state[0])
+    pub.start()
+    assert pub.wait_connected(10)
+    watcher = Subscriber(broker, [topics.state])
+    before = watcher.latest(topics.state)
+    assert before is not None and json.loads(before)["method"] == "responsive"
+
+    for name, payload in MALFORMED:
+        publish_raw(broker, topics.command(name), payload)
+    publish_raw(broker, topics.command("checked_in"), b"PRESS")
+    deadline = time.monotonic() + 10
+    while not received and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+    assert received == [CheckedIn()], "only the valid command gets through"
+    assert service_state[0] == MonitorState(method="responsive", session=True)
+    assert pub.connected
+    assert watcher.on(topics.state)[-1].payload == before
+    watcher.close()
+    publish_raw(broker, topics.command("method"), b"", retain=True)
+
+
+def test_full_outbox_drops_oldest_and_delivers_the_rest_in_order(broker, publisher_factory):
+    topics = Topics.from_settings(settings_for(broker))
+    sub = Subscriber(broker, [topics.event], durable=True)
+    broker.kill()
+    pub = publisher_factory(broker, queue_max_events=10)
+    pub.start()
+    seqs = [pub.publish_event(cry_onset(i)) for i in range(25)]
+    assert seqs == list(range(1, 26))
+    assert len(pub.outbox) == 10
+    assert pub.outbox.dropped == 15
+    broker.start()
+    assert pub.wait_drained(30)
+    assert sub.wait_for(lambda: len(set(seqs_of(sub.on(topics.event)))) >= 10, 20)
+    assert list(dict.fromkeys(seqs_of(sub.on(topics.event)))) == list(range(16, 26))
+    sub.close()
