@@ -50,7 +50,7 @@ def parse_command(name: str, payload: bytes) -> Command:
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise CommandError(f"set/{name}: payload of {len(payload)} bytes is too long")
     try:
-        text = payload.decode("utf-8").strip()
+        text = payload.decode("utf-8").strip(" \t\r\n")
     except UnicodeDecodeError:
         raise CommandError(f"set/{name}: payload is not valid UTF-8") from None
     if name == "method":

@@ -1,0 +1,164 @@
+"""Pure MQTT pieces: command parsing, state folding, discovery payloads, reconnection backoff."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pi_monitor.commands import (
+    CHECKIN_METHODS,
+    COMMAND_NAMES,
+    CheckedIn,
+    CommandError,
+    SetMethod,
+    SetSession,
+    parse_command,
+)
+from pi_monitor.config import MqttSettings
+from pi_monitor.discovery import Topics, discovery_configs
+from pi_monitor.events import CheckinDue, CryEnd, CryOnset, Escalation, Score, Settled
+from pi_monitor.mqtt import backoff_delay
+from pi_monitor.state import MonitorState, apply_command, apply_event, with_problem
+
+
+@pytest.mark.parametrize(
+    ("name", "payload", "command"),
+    [
+        ("method", b"graduated", SetMethod("graduated")),
+        ("method", b" fading\n", SetMethod("fading")),
+        ("session", b"ON", SetSession(True)),
+        ("session", b"OFF", SetSession(False)),
+        ("checked_in", b"PRESS", CheckedIn()),
+    ],
+)
+def test_valid_commands_parse(name, payload, command):
+    assert parse_command(name, payload) == command
+
+
+@pytest.mark.parametrize(
+    ("name", "payload", "reason"),
+    [
+        ("method", b"bogus", "not one of"),
+        ("method", b"\xff", "UTF-8"),
+        ("method", b"x" * 65, "too long"),
+        ("session", b"on", "not ON or OFF"),
+        ("checked_in", b"", "not PRESS"),
+        ("reboot", b"PRESS", "unknown command"),
+    ],
+)
+def test_invalid_commands_are_rejected_with_a_reason(name, payload, reason):
+    with pytest.raises(CommandError, match=reason):
+        parse_command(name, payload)
+
+
+@given(st.sampled_from((*COMMAND_NAMES, "x", "")), st.binary(max_size=200))
+def test_any_payload_either_parses_or_raises_command_error(name, payload):
+    try:
+        command = parse_command(name, payload)
+    except CommandError:
+        return
+    assert payload.strip(b" \t\r\n") in (
+        b"PRESS",
+        b"ON",
+        b"OFF",
+        *(m.encode() for m in CHECKIN_METHODS),
+    )
+    assert isinstance(command, SetMethod | SetSession | CheckedIn)
+
+
+def test_all_methods_are_selectable():
+    assert set(CHECKIN_METHODS) == {"extinction", "graduated", "responsive", "fading"}
+    for method in CHECKIN_METHODS:
+        assert parse_command("method", method.encode()) == SetMethod(method)
+
+
+def test_a_cry_bout_updates_durations_and_tonights_total():
+    s = MonitorState(session=True)
+    s = apply_event(s, CryOnset(t=100.0, emitted_t=101.0, score=0.9).to_dict())
+    assert s.crying and s.cry_s == 1.0
+    s = apply_event(s, Score(t=130.0, score=0.8, logit=1.4).to_dict())
+    assert s.cry_s == 30.0 and s.score == 0.8
+    end = CryEnd(
+        t=160.0, onset_t=100.0, duration_s=60.0, emitted_t=163.0, peak_score=0.95, mean_score=0.8
+    )
+    s = apply_event(s, end.to_dict())
+    assert not s.crying and s.cry_s == 0.0 and s.last_cry_s == 60.0
+    assert s.to_payload()["tonight_cry_min"] == 1.0
+    s = apply_event(s, Score(t=170.0, score=0.1, logit=-2.0).to_dict())
+    assert s.cry_s == 0.0
+
+
+def test_checkin_due_sets_next_checkin_from_wall_time_and_settled_clears_it():
+    due = CheckinDue(
+        t=200.0,
+        method="graduated",
+        night=1,
+        episode=1,
+        checkin=1,
+        waited_s=180.0,
+        next_interval_s=300.0,
+    )
+    s = apply_event(MonitorState(), due.to_dict(wall="2024-05-01T20:00:00+01:00"))
+    assert s.next_checkin == "2024-05-01T20:05:00+01:00"
+    assert apply_event(s, due.to_dict()).next_checkin is None, "no wall clock, no time"
+    settled = Settled(t=900.0, episode=1, cry_s=400.0, episode_s=700.0)
+    assert apply_event(s, settled.to_dict()).next_checkin is None
+
+
+def test_health_escalations_raise_the_problem_and_crying_ones_do_not():
+    s = apply_event(MonitorState(), Escalation(t=5.0, reason="mic_silent", detail="60 s").to_dict())
+    assert s.problem and s.problem_detail == "mic_silent: 60 s"
+    cry = Escalation(t=5.0, reason="max_crying_exceeded").to_dict()
+    assert not apply_event(MonitorState(), cry).problem
+    assert with_problem(s, False) == MonitorState()
+
+
+def test_commands_change_method_and_session_and_a_new_session_resets_tonight():
+    s = MonitorState(tonight_cry_s=600.0)
+    s = apply_command(s, SetMethod("fading"))
+    assert s.method == "fading"
+    s = apply_command(s, SetSession(True))
+    assert s.session and s.tonight_cry_s == 0.0
+    assert apply_command(s, CheckedIn()) == s
+    assert not apply_command(s, SetSession(False)).session
+
+
+def test_every_discovery_config_names_its_device_availability_and_a_unique_id():
+    settings = MqttSettings(device_id="cot2", topic_prefix="home/pim", discovery_prefix="ha")
+    topics = Topics.from_settings(settings)
+    configs = discovery_configs(settings)
+    assert all(
+        t.startswith("ha/") and t.endswith("/cot2/" + t.split("/")[3] + "/config") for t in configs
+    )
+    ids = [c["unique_id"] for c in configs.values()]
+    assert len(set(ids)) == len(ids) and all(i.startswith("pi_monitor_cot2_") for i in ids)
+    assert {c["availability_topic"] for c in configs.values()} == {"home/pim/cot2/availability"}
+    by_id = {c["unique_id"].removeprefix("pi_monitor_cot2_"): c for c in configs.values()}
+    assert by_id["crying"]["device_class"] == "sound"
+    assert by_id["next_checkin"]["device_class"] == "timestamp"
+    assert by_id["problem"]["entity_category"] == "diagnostic"
+    assert by_id["events"]["event_types"] == [
+        "cry_onset",
+        "cry_end",
+        "checkin_due",
+        "escalation",
+        "settled",
+    ]
+    assert by_id["checkin_method"]["command_topic"] == topics.command("method")
+    assert by_id["sleep_session"]["command_topic"] == topics.command("session")
+    assert by_id["checked_in"]["command_topic"] == topics.command("checked_in")
+
+
+def test_state_payload_keys_cover_every_value_template():
+    payload = MonitorState().to_payload()
+    for config in discovery_configs(MqttSettings()).values():
+        template = config.get("value_template", "")
+        if "value_json." in template:
+            key = template.split("value_json.")[1].split()[0]
+            assert key in payload, f"{config['unique_id']} reads missing key {key}"
+
+
+def test_reconnection_backoff_doubles_up_to_the_cap():
+    assert [backoff_delay(a, 0.5, 5.0) for a in range(6)] == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0]
+    assert backoff_delay(10_000, 1.0, 60.0) == 60.0
