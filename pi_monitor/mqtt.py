@@ -28,7 +28,7 @@ from pi_monitor.config import ConfigError, MqttSettings
 from pi_monitor.discovery import OFFLINE, ONLINE, Topics, discovery_configs
 from pi_monitor.events import EVENT_TYPES
 from pi_monitor.outbox import Outbox
-from pi_monitor.state import MonitorState, with_problem
+from pi_monitor.state import MonitorState, apply_event, with_problem
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +141,9 @@ class MqttPublisher:
         self._stopping.set()
         if self._thread is not None:
             self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("MQTT thread did not stop within %.0f s", timeout)
+                return
         self.outbox.close()
 
     # ---- MQTT thread ----
@@ -177,6 +180,7 @@ class MqttPublisher:
 
     def _say_goodbye(self, socket_open: bool) -> None:
         if socket_open and self._connected.is_set():
+            self._maybe_send_state(force=True)
             info = self._client.publish(self.topics.availability, OFFLINE, qos=1, retain=True)
             deadline = time.monotonic() + 2.0
             while not info.is_published() and time.monotonic() < deadline:
@@ -289,6 +293,20 @@ class MqttPublisher:
             self._on_command(command)
         except Exception:
             log.exception("command handler failed for %s", command)
+
+
+def mqtt_sink(publisher: MqttPublisher, state: MonitorState) -> Callable[[dict[str, Any]], None]:
+    """An event sink (e.g. for replay): every event, scores too, is folded into the retained
+    state (starting from `state`); contract events are also queued for `<base>/event`."""
+
+    def send(event: dict[str, Any]) -> None:
+        nonlocal state
+        state = apply_event(state, event)
+        publisher.publish_state(state)
+        if event.get("type") in EVENT_TYPES:
+            publisher.publish_event(event)
+
+    return send
 
 
 def _slow_part(payload: dict[str, Any]) -> dict[str, Any]:
