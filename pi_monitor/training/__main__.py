@@ -1,0 +1,132 @@
+"""`python -m pi_monitor.training {train,export,evaluate,loso}`: the model's whole life cycle.
+
+train     trains on a split, saves a checkpoint, exports ONNX (held-out groups by default)
+export    re-exports a checkpoint to ONNX
+evaluate  replays the split's test clips through the service pipeline and prints the figures
+loso      train + evaluate every leave-one-source-out fold
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from pi_monitor.training.corpus import (
+    DEFAULT_CACHE,
+    DEFAULT_CORPUS,
+    AudioCache,
+    Split,
+    held_out_groups,
+    leave_one_source_out,
+    permissive_only,
+    read_manifest,
+)
+
+LOSO_FOLDS = (
+    ("theunissenlab/BabyCriesDiscomfortPain", "animals"),
+    ("donateacry-corpus", "music"),
+    ("giulbia/baby_cry_detection", "noise"),
+)
+
+
+def _split(args: argparse.Namespace, clips: list) -> Split:
+    if args.cry_source or args.family:
+        if not (args.cry_source and args.family):
+            raise SystemExit("error: --cry-source and --family go together (leave-one-source-out)")
+        split = leave_one_source_out(clips, args.cry_source, args.family, args.seed)
+    else:
+        split = held_out_groups(clips, args.seed)
+    return permissive_only(split) if args.permissive else split
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="cry-data folder")
+    p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="decoded audio, runs")
+    p.add_argument("--cry-source", help="leave this cry source out (with --family)")
+    p.add_argument("--family", help="leave this negative family out (with --cry-source)")
+    p.add_argument("--permissive", action="store_true", help="train on permissive licences only")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _train(args: argparse.Namespace, split: Split, cache: AudioCache) -> Path:
+    from pi_monitor.training.export import export
+    from pi_monitor.training.train import Recipe, save_checkpoint, train
+
+    recipe = Recipe(steps=args.steps, seed=args.seed, threads=args.threads, workers=args.workers)
+    trained = train(split, cache, recipe)
+    save_checkpoint(trained, args.checkpoint)
+    export(trained, args.out)
+    print(
+        f"{args.out}: threshold {trained.threshold:.3f}, temperature {trained.temperature:.3f}, "
+        f"val loss {trained.val_loss:.4f}, "
+        f"val recall@threshold {trained.val_recall_at_threshold:.3f}, "
+        f"{trained.macs_per_window} MACs/window, {trained.seconds:.0f} s CPU (trainer process)"
+    )
+    return args.out
+
+
+def _evaluate(args: argparse.Namespace, split: Split, cache: AudioCache) -> dict:
+    from pi_monitor.training.evaluate import evaluate, format_report
+
+    report = evaluate(Path(args.model), split, cache, args.corpus, seed=args.seed)
+    print(format_report(report))
+    if args.report:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(json.dumps(report, indent=1))
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pi_monitor.training", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("train", "loso"):
+        p = sub.add_parser(name)
+        _common(p)
+        p.add_argument("--steps", type=int, default=1200)
+        p.add_argument("--threads", type=int, default=1, help="torch threads")
+        p.add_argument("--workers", type=int, default=1, help="augmentation processes")
+        p.add_argument("--out", type=Path, default=Path("models/cry.onnx"))
+        p.add_argument("--checkpoint", type=Path, default=DEFAULT_CACHE / "runs" / "cry.pt")
+    p = sub.add_parser("export")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--out", type=Path, default=Path("models/cry.onnx"))
+    p = sub.add_parser("evaluate")
+    _common(p)
+    p.add_argument("--model", type=Path, default=Path("models/cry.onnx"))
+    p.add_argument("--report", type=Path, help="also write the figures as JSON here")
+    args = parser.parse_args(argv)
+
+    if args.command == "export":
+        from pi_monitor.training.export import export
+        from pi_monitor.training.train import load_checkpoint
+
+        export(load_checkpoint(args.checkpoint), args.out)
+        print(f"{args.out}: exported from {args.checkpoint}")
+        return 0
+    try:
+        clips = read_manifest(args.corpus)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    cache = AudioCache(args.corpus, clips, 8000, args.cache)
+    if args.command == "train":
+        _train(args, _split(args, clips), cache)
+    elif args.command == "evaluate":
+        _evaluate(args, _split(args, clips), cache)
+    else:
+        runs = args.cache / "runs"
+        for cry_source, family in LOSO_FOLDS:
+            args.cry_source, args.family = cry_source, family
+            name = f"loso-{cry_source.split('/')[-1]}-{family}"
+            args.out, args.checkpoint = runs / f"{name}.onnx", runs / f"{name}.pt"
+            args.model, args.report = args.out, runs / f"{name}.json"
+            split = _split(args, clips)
+            _train(args, split, cache)
+            _evaluate(args, split, cache)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
