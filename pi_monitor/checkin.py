@@ -21,9 +21,11 @@ Timing semantics (DESIGN.md "Check-in timing"):
   Response time = parent's "checked in" minus the due time, i.e. from the onset for the first.
 - `extinction` and `fading`: no check-ins; crying and settling are still logged.
 - Safety cap, whatever the method or session: when the crying seconds of a waking reach
-  `max_crying_s`, `escalation` (max_crying_exceeded) is raised once for that waking. Pauses
-  shorter than the settle time pause this count but do not reset it, so a baby who cries with
-  short breaks is not "continuous" only per bout: only settling resets the cap.
+  `max_crying_s`, `escalation` (max_crying_exceeded) is raised once for that waking.
+  "Continuous" means "without settling": pauses between bouts pause the count but do not reset
+  it, so crying with breaks cannot dodge the cap. Only quiet of at least the settle time, and
+  never less than CAP_RESET_S (5 min) whatever `settle_s` says, resets it: with a short settle
+  time the count carries over into the next waking.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ log = logging.getLogger(__name__)
 
 LADDER = ("voice", "touch", "pick_up")
 QUICK_ANSWER_S = 10.0
+CAP_RESET_S = 300.0
 SAFETY_REMINDER = (
     "Before any sleep training: feeding, a clean nappy and comfort come first. "
     "If the baby seems unwell, hungry or in pain, go in whatever the method says."
@@ -145,6 +148,7 @@ class _Episode:
     answered: int = 0
     last_due_t: float = 0.0
     escalated: bool = False
+    cap_carry_s: float = 0.0
 
     def cry_s(self, now: float) -> float:
         open_s = max(0.0, now - self.bout_t) if self.bout_t is not None else 0.0
@@ -170,6 +174,7 @@ class CheckinCoach:
         self._session: SessionStart | None = None
         self._last_session: SessionStart | None = None
         self._ep: _Episode | None = None
+        self._last_settled: _Episode | None = None
         self._episodes = 0
         self._night_cry_s = 0.0
         self._night_checkins = 0
@@ -179,6 +184,10 @@ class CheckinCoach:
     @property
     def now(self) -> float:
         return self._now
+
+    @property
+    def settings(self) -> CheckinSettings:
+        return self._settings
 
     def tick(self, t: float) -> list[Event]:
         """Move audio time on to `t`; returns what fell due up to then, in time order."""
@@ -284,6 +293,10 @@ class CheckinCoach:
         if ep is None:
             self._episodes += 1
             self._ep = _Episode(self._episodes, start_t=t, anchor_t=t, last_end_t=t, bout_t=t)
+            prev = self._last_settled
+            if prev and t - prev.last_end_t < max(self._settings.settle_s, CAP_RESET_S):
+                self._ep.cap_carry_s = prev.cap_carry_s + prev.cry_closed_s
+                self._ep.escalated = prev.escalated
         elif ep.bout_t is None:
             ep.bout_t = max(t, ep.last_end_t)
 
@@ -324,7 +337,7 @@ class CheckinCoach:
         if ep.bout_t is None:
             settle_t = ep.last_end_t + self._settings.settle_s
             return self._settle(ep, settle_t) if settle_t <= now else None
-        cap_t = ep.bout_t + self._settings.max_crying_s - ep.cry_closed_s
+        cap_t = ep.bout_t + self._settings.max_crying_s - ep.cap_carry_s - ep.cry_closed_s
         due = self._next_checkin_t(ep) if self._session is not None else None
         due_t = None if due is None else max(due, ep.bout_t)
         if not ep.escalated and cap_t <= now and (due_t is None or cap_t <= due_t):
@@ -333,7 +346,7 @@ class CheckinCoach:
             return Escalation(
                 t=cap_t,
                 reason="max_crying_exceeded",
-                detail=f"episode {ep.number}: {minutes:g} min of crying without settling; "
+                detail=f"episode {ep.number}: {minutes:.3g} min of crying without settling; "
                 "go in and check on the baby now",
             )
         if due_t is None or due_t > now:
@@ -360,6 +373,7 @@ class CheckinCoach:
 
     def _settle(self, ep: _Episode, t: float) -> Settled:
         self._ep = None
+        self._last_settled = ep
         if self._session is not None:
             self._night_cry_s += ep.cry_closed_s
         return Settled(
