@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 import numpy as np
-import scipy.signal
 
 AUDIO_SUFFIXES = (".wav", ".wave", ".flac", ".ogg")
 
@@ -32,59 +31,72 @@ class AudioSource(Protocol):
     def blocks(self) -> Iterator[np.ndarray]: ...
 
 
-class Resampler:
-    """Streaming `scipy.signal.resample_poly`: same filter, any block size, same output.
+def lowpass_filter(up: int, down: int) -> np.ndarray:
+    """`scipy.signal.firwin` as `resample_poly` calls it: Kaiser (beta 5) windowed sinc."""
+    half_len = 10 * max(up, down)
+    n = 2 * half_len + 1
+    cutoff = 1.0 / max(up, down)
+    h = cutoff * np.sinc(cutoff * (np.arange(n) - half_len)) * np.kaiser(n, 5.0)
+    return h / h.sum() * up
 
-    Output p of the polyphase filter needs inputs up to p * down / up. Inputs are kept from a
-    multiple of `down` (so a segment's `upfirdn` output maps onto the stream's) until no later
-    output needs them; `flush` pads with zeros as `resample_poly` does at a signal's end.
+
+class Resampler:
+    """Streaming `scipy.signal.resample_poly` in numpy: same filter and alignment, any block size.
+
+    Output p of the polyphase filter is a dot product of T taps (chosen by its phase,
+    p * down mod up) with the inputs ending at p * down // up. Inputs are kept until no later
+    output needs them; the stream starts and `flush` ends with zeros, as `resample_poly` pads.
+    numpy only: importing scipy.signal costs a Pi seconds and tens of MB.
     """
 
     def __init__(self, orig_rate: int, target_rate: int) -> None:
         g = gcd(orig_rate, target_rate)
         self.up, self.down = target_rate // g, orig_rate // g
         self.passthrough = self.up == self.down
-        half_len = 10 * max(self.up, self.down)
-        h = scipy.signal.firwin(
-            2 * half_len + 1, 1.0 / max(self.up, self.down), window=("kaiser", 5.0)
-        )
-        # resample_poly's alignment: pad the filter in front so output 0 lines up with input 0.
-        n_pre_pad = self.down - half_len % self.down
-        self._h = np.concatenate((np.zeros(n_pre_pad), h * self.up))
-        self._skip = (half_len + n_pre_pad) // self.down
-        self._buf = np.zeros(0)
-        self._buf_start = 0  # stream index of self._buf[0], a multiple of `down`
         self._n_in = 0
         self._n_out = 0
+        if self.passthrough:
+            return
+        h = lowpass_filter(self.up, self.down)
+        half_len = (len(h) - 1) // 2
+        n_pre_pad = self.down - half_len % self.down  # resample_poly's alignment of output 0
+        self._skip = (half_len + n_pre_pad) // self.down
+        h = np.concatenate((np.zeros(n_pre_pad), h))
+        self._taps = -(-len(h) // self.up)
+        h = np.concatenate((h, np.zeros(self._taps * self.up - len(h))))
+        # Row phi, reversed: coefficients for inputs j = last - T + 1 .. last of a phase-phi output.
+        self._phases = np.ascontiguousarray(h.reshape(self._taps, self.up).T[:, ::-1])
+        self._buf = np.zeros(self._taps - 1)  # inputs before the stream are zeros
+        self._buf_start = -(self._taps - 1)
 
     def process(self, block: np.ndarray) -> np.ndarray:
         if self.passthrough:
             return block.astype(np.float32, copy=False)
-        self._buf = np.concatenate((self._buf, block.astype(np.float64)))
+        self._buf = np.concatenate((self._buf, block))
         self._n_in += len(block)
-        return self._emit(final=False)
+        total = -(-self._n_in * self.up // self.down)
+        return self._emit(total)  # output p < total needs inputs up to n_in - 1 only
 
     def flush(self) -> np.ndarray:
         """Remaining outputs at the end of the stream: ceil(n_in * up / down) in all."""
         if self.passthrough:
             return np.zeros(0, dtype=np.float32)
-        return self._emit(final=True)
+        self._buf = np.concatenate((self._buf, np.zeros(self._skip * self.down // self.up + 2)))
+        return self._emit(-(-self._n_in * self.up // self.down) + self._skip)
 
-    def _emit(self, final: bool) -> np.ndarray:
-        total = -(-self._n_in * self.up // self.down)
-        p_start = self._n_out + self._skip
-        p_end = total + self._skip if final else total  # output p is ready once p < total
-        if p_end <= p_start:
+    def _emit(self, p_end: int) -> np.ndarray:
+        p = np.arange(self._n_out + self._skip, p_end)
+        if len(p) == 0:
             return np.zeros(0, dtype=np.float32)
-        segment = self._buf
-        if final:
-            segment = np.concatenate((segment, np.zeros(len(self._h) // self.up + 1)))
-        y = scipy.signal.upfirdn(self._h, segment, self.up, self.down)
-        q0 = p_start - self._buf_start // self.down * self.up
-        out = y[q0 : q0 + p_end - p_start]
-        self._n_out += len(out)
-        first_needed = -(-((self._n_out + self._skip) * self.down - len(self._h) + 1) // self.up)
-        keep_from = max(0, first_needed) // self.down * self.down
+        last = p * self.down // self.up
+        windows = np.lib.stride_tricks.sliding_window_view(self._buf, self._taps)
+        rows = windows[last - self._taps + 1 - self._buf_start]
+        if self.up == 1:
+            out = rows @ self._phases[0]
+        else:
+            out = np.einsum("nt,nt->n", rows, self._phases[(p * self.down) % self.up])
+        self._n_out += len(p)
+        keep_from = (p[-1] + 1) * self.down // self.up - self._taps + 1
         if keep_from > self._buf_start:
             self._buf = self._buf[keep_from - self._buf_start :]
             self._buf_start = keep_from

@@ -72,7 +72,7 @@ class CryDetector:
         if self._state is _State.IDLE:
             if score >= p.on_threshold:
                 self._start(t, score)
-                return self._confirm_if_long(score, decided_t)
+                return self._confirm_if_long(decided_t)
             return []
         if score >= p.off_threshold:
             self._last_above_t = t
@@ -80,7 +80,7 @@ class CryDetector:
             self._sum += score
             self._count += 1
             if self._state is _State.PENDING:
-                return self._confirm_if_long(score, decided_t)
+                return self._confirm_if_long(decided_t)
             return []
         if self._state is _State.PENDING:
             self._state = _State.IDLE
@@ -102,11 +102,12 @@ class CryDetector:
         self._peak = self._sum = score
         self._count = 1
 
-    def _confirm_if_long(self, score: float, decided_t: float) -> list[Event]:
+    def _confirm_if_long(self, decided_t: float) -> list[Event]:
+        """Onset once the bout is long enough; its score is the bout's peak so far."""
         if self._last_above_t - self._onset_t < self.params.min_bout_s:
             return []
         self._state = _State.CRYING
-        return [CryOnset(t=self._onset_t, emitted_t=decided_t, score=score)]
+        return [CryOnset(t=self._onset_t, emitted_t=decided_t, score=self._peak)]
 
     def _end(self, decided_t: float) -> CryEnd:
         self._state = _State.IDLE

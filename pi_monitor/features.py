@@ -4,6 +4,10 @@ Frame i covers samples [i*hop, i*hop + n_fft) of the stream (librosa's `center=F
 depends only on audio already heard and any block size gives the same frames. The maths
 (periodic Hann window centred in n_fft, Slaney mel scale and norm, power 2, natural log with an
 offset) is librosa's, written out here so the service never imports librosa.
+
+The spectrum is one matrix product with a windowed real-DFT matrix, restricted to the bins the
+mel filters use. For the small FFTs of a cry model that is faster than numpy's float32 FFT, and
+it spares the service scipy.fft's import (0.3 s and 27 MB on start-up).
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.fft
 
 
 @dataclass(frozen=True)
@@ -83,18 +86,19 @@ def analysis_window(p: FeatureParams) -> np.ndarray:
 
 
 class FeatureExtractor:
-    """Turns a stream of float32 mono blocks into log-mel frames, keeping the unfinished tail.
-
-    librosa zero-pads the window to n_fft, centred; only the win_length samples under it are
-    framed here and the FFT pads at the end instead. That shifts the frame circularly, which
-    leaves the power spectrum unchanged and saves a fifth of the work.
-    """
+    """Turns a stream of float32 mono blocks into log-mel frames, keeping the unfinished tail."""
 
     def __init__(self, params: FeatureParams) -> None:
         self.params = params
-        self._window = analysis_window(params)
+        mel = mel_filterbank(params)
+        used = np.flatnonzero(mel.any(axis=0))
+        lo, hi = int(used[0]), int(used[-1]) + 1
+        self._mel_t = np.ascontiguousarray(mel[:, lo:hi].T)
+        self._dft = _windowed_dft(params, lo, hi)
+        self._bins = hi - lo
+        # librosa centres the window in n_fft; framing only the samples under it shifts each
+        # frame circularly, which leaves the power spectrum unchanged.
         self._offset = (params.n_fft - params.win_length) // 2
-        self._mel_t = np.ascontiguousarray(mel_filterbank(params).T)
         self._tail = np.zeros(0, dtype=np.float32)
         self.frames_done = 0
 
@@ -113,8 +117,8 @@ class FeatureExtractor:
         under_window = buf[self._offset : self._offset + (n - 1) * p.hop_length + p.win_length]
         framer = np.lib.stride_tricks.sliding_window_view
         frames = framer(under_window, p.win_length)[:: p.hop_length]
-        spectrum = scipy.fft.rfft(frames * self._window, n=p.n_fft, axis=1)
-        power = spectrum.real**2 + spectrum.imag**2
+        spectrum = frames @ self._dft
+        power = spectrum[:, : self._bins] ** 2 + spectrum[:, self._bins :] ** 2
         self.frames_done += n
         return np.log(power @ self._mel_t + np.float32(p.log_offset))
 
@@ -122,3 +126,14 @@ class FeatureExtractor:
         """All frames of a whole signal, from a fresh state (training and tests)."""
         extractor = FeatureExtractor(self.params)
         return extractor.process(samples)
+
+
+def _windowed_dft(p: FeatureParams, lo: int, hi: int) -> np.ndarray:
+    """(win_length, 2 * bins): Hann-windowed cosine then sine rows of the n_fft-point DFT."""
+    n = np.arange(p.win_length)[:, None]
+    k = np.arange(lo, hi)[None, :]
+    angle = 2 * np.pi * ((n * k) % p.n_fft) / p.n_fft
+    window = analysis_window(p).astype(np.float64)[:, None]
+    return np.ascontiguousarray(
+        np.concatenate((np.cos(angle) * window, np.sin(angle) * window), axis=1), dtype=np.float32
+    )

@@ -22,7 +22,7 @@ FRONT_END = {
 }
 
 
-def loudness_model(path: Path, level: float = -9.0, slope: float = 2.0, **meta: object) -> Path:
+def loudness_model(path: Path, level: float = -10.5, slope: float = 2.0, **meta: object) -> Path:
     """logit = slope * (mean log-mel of the window - level): loud windows score high."""
     fe = {**FRONT_END, **meta}
     frames, mels = int(fe["window_frames"]), int(fe["n_mels"])

@@ -1,0 +1,130 @@
+"""Pipeline cost on one core: CPU per audio-second, real-time factor, peak RSS over an hour-long
+file, and import-to-first-score time.
+
+    .venv/bin/python bench/bench_pipeline.py [--model models/cry.onnx] [--minutes 60]
+
+Targets (issue 2): <= 0.5 ms CPU per audio-second, <= 80 MB peak RSS, <= 1 s to first score.
+"""
+
+from __future__ import annotations
+
+import os
+
+for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(var, "1")  # one core, as on a busy Pi; must precede numpy
+
+import argparse
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+from pi_monitor.audio import Resampler
+from pi_monitor.classifier import CryClassifier
+from pi_monitor.config import DEFAULT_MODEL, DetectorSettings
+from pi_monitor.pipeline import Pipeline
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from signals import night_blocks
+
+
+def pipeline_cpu(model: Path, seconds: float, block_s: float) -> float:
+    """CPU seconds per audio-second for features + model + detector, audio made beforehand."""
+    classifier = CryClassifier(model)
+    rate = classifier.info.features.sample_rate
+    blocks = list(night_blocks(rate, seconds, block_s))
+    pipeline = Pipeline(classifier, DetectorSettings())
+    start = time.process_time()
+    for block in blocks:
+        pipeline.process(block)
+    pipeline.finish()
+    return (time.process_time() - start) / seconds
+
+
+def resample_cpu(orig: int, target: int, seconds: float) -> float:
+    resampler = Resampler(orig, target)
+    blocks = list(night_blocks(orig, seconds, 0.1))
+    start = time.process_time()
+    for block in blocks:
+        resampler.process(block)
+    return (time.process_time() - start) / seconds
+
+
+# The child reports its own peak from VmHWM, which restarts at exec; ru_maxrss would carry the
+# pages of the (large) benchmark process it was forked from.
+CHILD = (
+    "import re, sys; from pi_monitor.cli import main; code = main(sys.argv[1:]); "
+    "status = open('/proc/self/status').read(); "
+    "print(re.search(r'VmHWM:\\s+(\\d+)', status).group(1), file=sys.stderr); sys.exit(code)"
+)
+
+
+def replay_hour(model: Path, minutes: float) -> tuple[float, float, float]:
+    """Replay a generated file in a child process: (CPU s, peak RSS MB, start to first score s)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "night.wav"
+        with soundfile.SoundFile(path, "w", 16000, 1, "PCM_16") as f:
+            for block in night_blocks(16000, minutes * 60, 10.0):
+                f.write(block)
+        start = time.perf_counter()
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, "replay", "--scores", "--model", str(model), str(path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert child.stdout is not None and child.stderr is not None
+        first_line = child.stdout.readline()
+        first_score = time.perf_counter() - start
+        for _ in child.stdout:
+            pass
+        err = child.stderr.read()
+        child.wait()
+        if child.returncode != 0 or '"score"' not in first_line:
+            raise SystemExit(f"replay failed (exit {child.returncode}): {err}")
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak_kb = int(err.strip().splitlines()[-1])
+    return usage.ru_utime + usage.ru_stime, peak_kb / 1024, first_score
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--minutes", type=float, default=60.0, help="length of the replayed file")
+    parser.add_argument("--cpu-seconds", type=float, default=600.0, help="audio for the CPU figure")
+    args = parser.parse_args()
+
+    print(f"model: {args.model}")
+    for block_s, label in ((0.1, "live blocks of 0.1 s"), (2.0, "replay blocks of 2 s")):
+        per_s = pipeline_cpu(args.model, args.cpu_seconds, block_s)
+        print(
+            f"pipeline CPU ({label}): {per_s * 1e3:.3f} ms per audio-second "
+            f"= {per_s * 3600:.2f} CPU-s per audio-hour, real-time factor {1 / per_s:,.0f}x "
+            f"(target <= 0.5 ms)"
+        )
+    rate = CryClassifier(args.model).info.features.sample_rate
+    for orig in (16000, 44100, 48000):
+        if orig != rate:
+            per_s = resample_cpu(orig, rate, 120)
+            print(f"resampling {orig} -> {rate} Hz: {per_s * 1e3:.3f} ms per audio-second")
+    cpu, rss, first = replay_hour(args.model, args.minutes)
+    audio_s = args.minutes * 60
+    print(
+        f"replay of a {args.minutes:g}-minute 16 kHz WAV (read, resample, pipeline, JSON): "
+        f"{cpu / audio_s * 1e3:.3f} ms CPU per audio-second, peak RSS {rss:.1f} MB "
+        f"(target <= 80 MB)"
+    )
+    print(
+        f"start to first score (interpreter, imports, model, first window): {first:.2f} s "
+        f"(target <= 1 s)"
+    )
+    print(f"numpy {np.__version__}, {os.cpu_count()} CPUs visible, threads pinned to 1")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""Scripted score sequences → cry bouts: hysteresis, minimum length, merge gap, stream end."""
+
+from __future__ import annotations
+
+import pytest
+
+from pi_monitor.config import ConfigError, DetectorSettings
+from pi_monitor.detector import CryDetector, DetectorParams
+from pi_monitor.events import CryEnd, CryOnset
+
+HOP = 0.25
+PARAMS = DetectorParams(on_threshold=0.8, off_threshold=0.5, min_bout_s=0.5, merge_gap_s=2.0)
+
+
+def run(scores: list[float], params: DetectorParams = PARAMS) -> list:
+    detector = CryDetector(params)
+    events = []
+    for i, score in enumerate(scores):
+        events += detector.update(i * HOP, score, i * HOP + 0.5)
+    return events + detector.finish(len(scores) * HOP + 0.5)
+
+
+def test_a_sustained_cry_gives_one_onset_and_one_end() -> None:
+    events = run([0.1] * 4 + [0.9] * 8 + [0.1] * 12)
+    onset, end = events
+    assert isinstance(onset, CryOnset) and onset.t == 1.0
+    assert onset.emitted_t == pytest.approx(1.0 + 0.5 + 0.5)  # decided when min_bout is reached
+    assert isinstance(end, CryEnd) and end.t == pytest.approx(2.75)
+    assert end.duration_s == pytest.approx(1.75)
+    assert end.emitted_t == pytest.approx(2.75 + 2.0 + 0.5)
+    assert end.peak_score == 0.9 and end.mean_score == pytest.approx(0.9)
+
+
+def test_a_blip_shorter_than_the_minimum_bout_is_ignored() -> None:
+    assert run([0.1, 0.95, 0.2, 0.1, 0.95, 0.1]) == []
+
+
+def test_scores_between_thresholds_keep_a_bout_but_do_not_start_one() -> None:
+    assert run([0.6] * 20) == []
+    events = run([0.9, 0.9, 0.9] + [0.6] * 10 + [0.1] * 10)
+    assert events[1].t == pytest.approx(12 * HOP)
+
+
+def test_pauses_shorter_than_the_merge_gap_keep_one_bout() -> None:
+    breathing = ([0.9] * 4 + [0.1] * 3) * 5  # 1 s crying, 0.75 s breath
+    events = run(breathing + [0.1] * 12)
+    assert [type(e) for e in events] == [CryOnset, CryEnd]
+    assert events[1].duration_s == pytest.approx((len(breathing) - 4) * HOP)
+
+
+def test_a_pause_longer_than_the_merge_gap_splits_bouts() -> None:
+    events = run([0.9] * 4 + [0.1] * 9 + [0.9] * 4 + [0.1] * 12)
+    assert [type(e) for e in events] == [CryOnset, CryEnd, CryOnset, CryEnd]
+
+
+def test_stream_end_closes_a_bout_under_way() -> None:
+    events = run([0.9] * 6)
+    assert isinstance(events[-1], CryEnd)
+    assert events[-1].emitted_t == pytest.approx(6 * HOP + 0.5)
+
+
+def test_thresholds_default_to_the_model_and_off_must_not_exceed_on() -> None:
+    params = DetectorParams.resolve(DetectorSettings(), model_on=0.7, model_off=None)
+    assert (params.on_threshold, params.off_threshold) == (0.7, pytest.approx(0.42))
+    params = DetectorParams.resolve(DetectorSettings(), model_on=0.7, model_off=0.4)
+    assert params.off_threshold == 0.4
+    with pytest.raises(ConfigError, match=r"detector\.off_threshold"):
+        DetectorParams.resolve(DetectorSettings(off_threshold=0.9), model_on=0.7, model_off=None)

@@ -1,0 +1,50 @@
+"""The pipeline makes the same decisions whatever the block size, in audio time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pi_monitor.audio import FileSource
+from pi_monitor.classifier import CryClassifier
+from pi_monitor.config import DetectorSettings
+from pi_monitor.events import Score
+from pi_monitor.pipeline import Pipeline
+
+
+def _events(model, path, block: int) -> list[dict]:
+    classifier = CryClassifier(model)
+    pipeline = Pipeline(classifier, DetectorSettings())
+    source = FileSource(path, classifier.info.features.sample_rate, block_frames=48000)
+    audio = np.concatenate(list(source.blocks()))
+    events = []
+    for i in range(0, len(audio), block):
+        events += pipeline.process(audio[i : i + block])
+    return [e.to_dict() for e in events + pipeline.finish()]
+
+
+def test_events_are_identical_for_block_sizes_1_to_48000(test_model, fixtures_dir) -> None:
+    path = fixtures_dir / "cry_like_16k.wav"
+    reference = _events(test_model, path, 48000)
+    decisions = [e for e in reference if e["type"] != "score"]
+    assert [e["type"] for e in decisions] == ["cry_onset", "cry_end"]
+    for block in (1, 160, 1000, 16000):
+        events = _events(test_model, path, block)
+        assert [e for e in events if e["type"] != "score"] == decisions
+        np.testing.assert_allclose(
+            [e["score"] for e in events if e["type"] == "score"],
+            [e["score"] for e in reference if e["type"] == "score"],
+            atol=1e-5,
+        )
+
+
+def test_scores_come_every_window_hop_at_window_centres(test_model) -> None:
+    classifier = CryClassifier(test_model)
+    info = classifier.info
+    pipeline = Pipeline(classifier, DetectorSettings())
+    events = pipeline.process(np.zeros(info.features.sample_rate * 5, np.float32))
+    times = [e.t for e in events if isinstance(e, Score)]
+    assert np.diff(times) == pytest.approx(info.hop_s)
+    # First window: frames 0..99 of 10 ms (256-sample FFT at 8 kHz); its centre is 0.511 s.
+    assert times[0] == pytest.approx(0.511)
+    assert pipeline.time_s == pytest.approx(5.0)
