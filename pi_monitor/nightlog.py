@@ -115,13 +115,19 @@ def evening_of(moment: datetime.datetime) -> datetime.date:
 
 
 class NightLog:
-    """The SQLite file; every write is committed at once so a power cut loses nothing logged."""
+    """The SQLite file, every write committed at once.
+
+    WAL with synchronous=NORMAL: appends suit an SD card, a crash or restart of the service loses
+    nothing, and a power cut can lose only the last seconds the OS had not written, never the file.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path)
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
             self._db.executescript(SCHEMA)
         except (OSError, sqlite3.Error) as e:
             raise NightLogError(f"{self.path}: cannot open the night log ({e})") from None
