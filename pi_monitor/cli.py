@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import logging
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pi_monitor import __version__
 from pi_monitor.audio import AudioFileError
 from pi_monitor.classifier import CryClassifier, ModelError
 from pi_monitor.config import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from pi_monitor.replay import EventSink
 
 EXIT_OK, EXIT_FAILED = 0, 2
 
@@ -61,6 +69,12 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="read files N samples at a time (results do not depend on it)",
     )
+    p.add_argument(
+        "--mqtt",
+        action="store_true",
+        help="also publish the events to the broker in --config's [mqtt] section, as that "
+        "mqtt.device_id (use another device_id while the live service runs)",
+    )
     p.set_defaults(func=_cmd_replay)
 
 
@@ -75,22 +89,59 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         out = args.out.open("w", encoding="utf-8") if args.out else sys.stdout
     except OSError as e:
         raise ConfigError(f"{args.out}: cannot write output ({e.strerror})") from None
-    try:
-        report = replay_paths(
-            args.paths,
-            classifier,
-            settings.detector,
-            [jsonl_sink(out)],
-            scores=args.scores,
-            block_frames=args.block_frames,
-            progress=sys.stderr,
-        )
-    finally:
-        if args.out:
-            out.close()
-    for error in report.errors:
+    sinks = [jsonl_sink(out)]
+    mqtt_errors: list[str] = []
+    with contextlib.ExitStack() as stack:
+        if args.mqtt:
+            sinks.append(stack.enter_context(_replay_mqtt(settings, mqtt_errors)))
+        try:
+            report = replay_paths(
+                args.paths,
+                classifier,
+                settings.detector,
+                sinks,
+                scores=args.scores,
+                block_frames=args.block_frames,
+                progress=sys.stderr,
+            )
+        finally:
+            if args.out:
+                out.close()
+    for error in report.errors + mqtt_errors:
         print(f"pi-monitor: error: {error}", file=sys.stderr)
-    return EXIT_FAILED if report.errors else EXIT_OK
+    return EXIT_FAILED if report.errors or mqtt_errors else EXIT_OK
+
+
+# --- replay --mqtt ----------------------------------------------------------------------
+
+MQTT_DRAIN_S = 30.0
+
+
+@contextlib.contextmanager
+def _replay_mqtt(settings: Settings, errors: list[str]) -> Iterator[EventSink]:
+    """A sink publishing to the configured broker, with its own client id and a throw-away
+    outbox; on exit waits until the broker has every event, else adds an error line."""
+    from pi_monitor.mqtt import MqttPublisher, client_id, mqtt_sink
+    from pi_monitor.state import MonitorState
+
+    m = settings.mqtt
+    replay_settings = dataclasses.replace(m, client_id=client_id(m) + "-replay")
+    with tempfile.TemporaryDirectory(prefix="pi-monitor-replay-") as state_dir:
+        publisher = MqttPublisher(replay_settings, Path(state_dir))
+        publisher.start()
+        try:
+            yield mqtt_sink(publisher, MonitorState(method=settings.checkin.method))
+            delivered = publisher.wait_connected(MQTT_DRAIN_S) and publisher.wait_drained(
+                MQTT_DRAIN_S
+            )
+            left = len(publisher.outbox)
+        finally:
+            publisher.stop()
+        if not delivered:
+            errors.append(
+                f"mqtt: {left} events not delivered to {m.host}:{m.port} within "
+                f"{MQTT_DRAIN_S:.0f} s; check the broker and the [mqtt] section"
+            )
 
 
 # --- check-config -------------------------------------------------------------------------

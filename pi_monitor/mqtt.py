@@ -38,6 +38,11 @@ STATE_MIN_INTERVAL_S = 1.0
 _FAST_KEYS = ("cry_s", "score", "level_dbfs")
 
 
+def client_id(settings: MqttSettings) -> str:
+    """The configured MQTT client id, or one derived from the device id."""
+    return settings.client_id or f"pi-monitor-{settings.device_id}"
+
+
 def backoff_delay(attempt: int, min_s: float, max_s: float) -> float:
     """Seconds to wait before reconnection attempt `attempt` (0, 1, ...): doubling, capped."""
     return min(max_s, min_s * 2.0 ** min(attempt, 30))
@@ -77,9 +82,7 @@ class MqttPublisher:
 
     def _make_client(self) -> paho.Client:
         s = self.settings
-        client = paho.Client(
-            CallbackAPIVersion.VERSION2, client_id=s.client_id or f"pi-monitor-{s.device_id}"
-        )
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id(s))
         if s.username:
             client.username_pw_set(s.username, s.password or None)
         if s.tls:
