@@ -40,7 +40,10 @@ def free_port() -> int:
 class Mosquitto:
     """One broker process; `start`, `kill`, `stop` and `start` again keep the same port."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, workdir: Path, port: int | None = None, extra_conf: tuple[str, ...] = ()
+    ) -> None:
+        """`extra_conf`: more mosquitto.conf lines for the listener (TLS files, password_file)."""
         self.host = "127.0.0.1"
         self.port = port or free_port()
         self.workdir = workdir
@@ -50,7 +53,8 @@ class Mosquitto:
         workdir.mkdir(parents=True, exist_ok=True)
         lines = [
             f"listener {self.port} {self.host}",
-            "allow_anonymous true",
+            *extra_conf,
+            f"allow_anonymous {str(not any('password_file' in x for x in extra_conf)).lower()}",
             "persistence true",
             f"persistence_location {workdir}/",
             "autosave_on_changes true",
