@@ -12,13 +12,14 @@ import time
 from pathlib import Path
 
 import pytest
-from mosquitto import Mosquitto, Subscriber, publish_raw
 
 from pi_monitor.commands import CheckedIn, Command
 from pi_monitor.config import MqttSettings
 from pi_monitor.discovery import Topics, discovery_configs
 from pi_monitor.mqtt import MqttPublisher
 from pi_monitor.state import MonitorState, apply_command
+
+from mosquitto import Mosquitto, Subscriber, publish_raw
 
 ROOT = Path(__file__).resolve().parent.parent
 DEVICE = "testdev"
