@@ -6,13 +6,10 @@ publisher can log it and carry on; a bad payload never reaches the service and n
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
-from pi_monitor.config import CheckinSettings
+from pi_monitor.config import METHODS as CHECKIN_METHODS
 
-CHECKIN_METHODS: tuple[str, ...] = next(
-    f.metadata["choices"] for f in fields(CheckinSettings) if f.name == "method"
-)
 MAX_PAYLOAD_BYTES = 64
 
 
