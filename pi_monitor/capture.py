@@ -49,8 +49,12 @@ class SoundDeviceBackend:
     """The PortAudio boundary (sounddevice); tests subclass it to inject device failures."""
 
     def __init__(self) -> None:
-        import sounddevice
-
+        try:
+            import sounddevice
+        except OSError as e:
+            raise CaptureError(
+                f"PortAudio is missing ({e}); install it: apt-get install libportaudio2"
+            ) from None
         self.sd = sounddevice
         self.PortAudioError = sounddevice.PortAudioError
 
