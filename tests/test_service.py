@@ -1,0 +1,238 @@
+"""The service loop with failures injected at the PortAudio boundary; time is injected too."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fake_portaudio import USB_MIC, FakeBackend, noise_blocks
+
+from pi_monitor.classifier import CryClassifier
+from pi_monitor.config import AudioSettings, MqttSettings, ServiceSettings, Settings
+from pi_monitor.discovery import Topics
+from pi_monitor.mqtt import MqttPublisher
+from pi_monitor.notify import Notifier
+from pi_monitor.service import Edges, Service, WallClock
+
+from mosquitto import Subscriber
+
+RATE = 48000
+BLOCK = 4800  # 0.1 s
+QUIET, LOUD = 0.001, 0.1  # the test model scores these ~0 and ~1
+
+
+class FakeTime:
+    """Monotonic and wall clocks that move only when the service sleeps."""
+
+    def __init__(self) -> None:
+        self.mono = 1000.0
+
+    def sleep(self, seconds: float) -> None:
+        self.mono += seconds
+
+    def edges(self) -> Edges:
+        return Edges(monotonic=lambda: self.mono, wall=lambda: 1.8e9 + self.mono, sleep=self.sleep)
+
+
+def make_settings(tmp_path: Path, model: Path, **audio: object) -> Settings:
+    a = {"device": "USB", "queue_blocks": 1000, **audio}
+    return Settings(
+        model=replace(Settings().model, path=str(model)),
+        audio=AudioSettings(**a),  # type: ignore[arg-type]
+        service=ServiceSettings(state_dir=str(tmp_path / "state")),
+    )
+
+
+def run_until(service: Service, done, max_steps: int = 5000) -> None:
+    for _ in range(max_steps):
+        if done():
+            return
+        service.step()
+    raise AssertionError("condition not reached")
+
+
+def test_unplugged_microphone_raises_mic_lost_sets_problem_and_recovers(
+    tmp_path: Path, test_model: Path, broker
+) -> None:
+    clock = FakeTime()
+    lost_at = 1000.0 + 20.0  # fake monotonic time the device comes back
+    first = [*noise_blocks(3.0, RATE, BLOCK, QUIET), *noise_blocks(2.0, RATE, BLOCK, LOUD, 1)]
+    backend = FakeBackend(
+        streams=[(first, True), (list(noise_blocks(3.0, RATE, BLOCK, QUIET, 2)), False)],
+        plugged=lambda: clock.mono >= lost_at or backend.tries <= 1,
+    )
+    settings = make_settings(tmp_path, test_model)
+    mqtt = MqttSettings(host=broker.host, port=broker.port, device_id="nursery", enabled=True)
+    settings = replace(settings, mqtt=mqtt)
+    events: list[dict] = []
+    service = Service(
+        settings,
+        CryClassifier(test_model, 1),
+        backend=backend,
+        sinks=[events.append],
+        edges=clock.edges(),
+    )
+    service.publisher = MqttPublisher(mqtt, tmp_path / "state", service.on_command)
+    topics = Topics.from_settings(mqtt)
+    watcher = Subscriber(broker, [topics.state, topics.event])
+    service.publisher.start()
+    try:
+        lost = lambda: any(e.get("reason") == "mic_lost" for e in events)  # noqa: E731
+        run_until(service, lost)
+        assert service.state.problem and "mic_lost" in service.state.problem_detail
+        assert watcher.wait_for(lambda: _problem(watcher, topics) is True), "HA problem not on"
+
+        run_until(service, lambda: not service.state.problem)
+        assert watcher.wait_for(lambda: _problem(watcher, topics) is False), "problem not cleared"
+        assert watcher.wait_for(lambda: _mqtt_reasons(watcher, topics) == ["mic_lost"])
+    finally:
+        watcher.close()
+        service.publisher.stop()
+
+    kinds = [e["type"] for e in events]
+    assert kinds[:2] == ["cry_onset", "cry_end"], "a bout under way ends when the mic is lost"
+    cry_end = events[1]
+    assert 4.0 <= cry_end["t"] <= 5.0 and cry_end["emitted_t"] == pytest.approx(5.0, abs=0.05)
+    mic_lost = next(e for e in events if e.get("reason") == "mic_lost")
+    assert settings.audio.lost_after_s <= mic_lost["t"] - cry_end["emitted_t"] <= 30.0
+    assert "USB" in mic_lost["detail"] or "no audio" in mic_lost["detail"]
+    assert kinds.count("escalation") == 1
+    assert service.mic.stats.opens == 2 and backend.tries > 3
+    assert service.pipeline is not None and service.mic.device == USB_MIC
+    assert service.now > 20.0  # service time ran on through the outage
+
+
+def _problem(watcher: Subscriber, topics: Topics) -> bool | None:
+    found = watcher.on(topics.state)
+    return json.loads(found[-1].payload)["problem"] if found else None
+
+
+def _mqtt_reasons(watcher: Subscriber, topics: Topics) -> list[str]:
+    events = [json.loads(m.payload) for m in watcher.on(topics.event)]
+    return [e["reason"] for e in events if e["type"] == "escalation"]
+
+
+def test_retries_back_off_up_to_the_configured_maximum(tmp_path: Path, test_model: Path) -> None:
+    clock = FakeTime()
+    backend = FakeBackend(streams=[], plugged=lambda: False)
+    service = Service(
+        make_settings(tmp_path, test_model, retry_max_s=4.0),
+        CryClassifier(test_model, 1),
+        backend=backend,
+        edges=clock.edges(),
+    )
+    tried_at: list[float] = []
+    for _ in range(400):
+        n = backend.tries
+        service.step()
+        if backend.tries > n:
+            tried_at.append(clock.mono)
+    gaps = np.diff(tried_at)
+    assert list(gaps[:4]) == pytest.approx([0.5, 1.0, 2.0, 4.0])
+    assert max(gaps) == pytest.approx(4.0)
+    assert service.state.problem and "mic_lost" in service.state.problem_detail
+
+
+def test_silent_input_raises_mic_silent_once_and_clears_when_sound_returns(
+    tmp_path: Path, test_model: Path
+) -> None:
+    zeros = [np.zeros(BLOCK, np.float32)] * 70
+    backend = FakeBackend(streams=[([*zeros, *noise_blocks(1.0, RATE, BLOCK, QUIET)], False)])
+    events: list[dict] = []
+    service = Service(
+        make_settings(tmp_path, test_model, silence_timeout_s=5.0),
+        CryClassifier(test_model, 1),
+        backend=backend,
+        sinks=[events.append],
+        edges=FakeTime().edges(),
+    )
+    run_until(service, lambda: service.now >= 6.0)
+    assert [e.get("reason") for e in events] == ["mic_silent"]
+    assert events[0]["t"] == pytest.approx(5.0, abs=0.15)
+    assert service.state.problem
+    run_until(service, lambda: service.now >= 7.5)
+    assert not service.state.problem and len(events) == 1
+    in_band = -60.0 + 10 * np.log10(8000 / RATE)  # 0.001 RMS white noise, resampled to 8 kHz
+    assert service.state.level_dbfs == pytest.approx(in_band, abs=1.0)
+
+
+class StallingClassifier(CryClassifier):
+    """A classifier that hangs (like a wedged inference) while `stall` is set."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, 1)
+        self.stall = threading.Event()
+        self.stalled = threading.Event()
+        self.release = threading.Event()
+
+    def predict(self, windows):
+        if self.stall.is_set():
+            self.stalled.set()
+            self.release.wait(10)
+        return super().predict(windows)
+
+
+def test_a_stalled_loop_stops_the_watchdog_pings(tmp_path: Path, test_model: Path) -> None:
+    path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(0.05)
+    notifier = Notifier({"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "100000"})
+    backend = FakeBackend(
+        streams=[(noise_blocks(30.0, RATE, BLOCK // 10, QUIET), False)], interval=0.01
+    )
+    classifier = StallingClassifier(test_model)
+    made: list[Service] = []
+
+    def run() -> None:  # the night log belongs to the thread that opens it, as in `run`
+        made.append(
+            Service(
+                make_settings(tmp_path, test_model), classifier, backend=backend, notifier=notifier
+            )
+        )
+        made[0].run()
+
+    loop = threading.Thread(target=run, daemon=True)
+    loop.start()
+
+    def pings(seconds: float) -> int:
+        end, n = time.monotonic() + seconds, 0
+        while time.monotonic() < end:
+            with contextlib.suppress(TimeoutError):
+                n += sock.recv(256) == b"WATCHDOG=1"
+        return n
+
+    try:
+        assert pings(0.6) >= 4  # every 50 ms while audio flows
+        classifier.stall.set()
+        assert classifier.stalled.wait(5)
+        pings(0.05)  # one may have been in flight
+        assert pings(0.5) == 0
+        classifier.stall.clear()
+        classifier.release.set()
+        assert pings(0.5) >= 3
+    finally:
+        classifier.release.set()
+        made[0].stop()
+        loop.join(10)
+        sock.close()
+    assert not loop.is_alive()
+
+
+def test_wall_clock_takes_the_earliest_arrival_and_follows_clock_steps() -> None:
+    clock = WallClock()
+    clock.observe(1.0, 101.3)  # arrived 0.3 s late
+    clock.observe(2.0, 102.05)  # 0.05 s late: the better estimate
+    clock.observe(3.0, 103.4)
+    assert clock.wall(2.0) == pytest.approx(102.05, abs=0.002)  # may creep 1 ms/s
+    clock.observe(4.0, 3704.05)  # NTP set the clock an hour on
+    assert clock.wall(4.0) == pytest.approx(3704.05)
+    clock.observe(0.1, 50.0, restart=True)  # a new stream
+    assert clock.wall(0.1) == pytest.approx(50.0)
