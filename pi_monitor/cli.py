@@ -5,19 +5,21 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import datetime
 import logging
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pi_monitor import __version__
 from pi_monitor.audio import AudioFileError
 from pi_monitor.classifier import CryClassifier, ModelError
-from pi_monitor.config import ConfigError, Settings, load_settings
+from pi_monitor.config import METHODS, ConfigError, Settings, check_checkin_age, load_settings
 
 if TYPE_CHECKING:
+    from pi_monitor.checkin import CheckinCoach
     from pi_monitor.replay import EventSink
 
 EXIT_OK, EXIT_FAILED = 0, 2
@@ -45,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_check_config(sub)
     _add_run(sub)
     _add_devices(sub)
+    _add_report(sub)
     return parser
 
 
@@ -75,6 +78,7 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
         help="also publish the events to the broker in --config's [mqtt] section, as that "
         "mqtt.device_id (use another device_id while the live service runs)",
     )
+    _add_rehearsal_flags(p)
     p.set_defaults(func=_cmd_replay)
 
 
@@ -103,6 +107,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
                 scores=args.scores,
                 block_frames=args.block_frames,
                 progress=sys.stderr,
+                coach=_rehearsal_coach(args, settings),
+                start=args.start,
             )
         finally:
             if args.out:
@@ -159,6 +165,8 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     settings = _settings(args)
     info = CryClassifier(settings.model.path, settings.model.threads).info
     params = DetectorParams.resolve(settings.detector, info.threshold, info.off_threshold)
+    for warning in check_checkin_age(settings.checkin, datetime.date.today()):
+        print(f"{args.config}: warning: {warning}", file=sys.stderr)
     print(
         f"{args.config}: OK (model {settings.model.path}, {info.features.sample_rate} Hz, "
         f"on {params.on_threshold:.2f} / off {params.off_threshold:.2f})"
@@ -199,6 +207,93 @@ def _cmd_devices(args: argparse.Namespace) -> int:
     try:
         print(format_devices(SoundDeviceBackend().input_devices()))
     except CaptureError as e:
+        print(f"pi-monitor: error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+# --- sleep-training check-ins: replay rehearsal and report (check-in engineer's block) -----
+
+
+def _add_rehearsal_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("rehearse a sleep-training night (the check-in coach)")
+    g.add_argument(
+        "--method",
+        choices=METHODS,
+        help="run the check-in coach with this method (default checkin.method when --night)",
+    )
+    g.add_argument(
+        "--night", type=int, metavar="N", help="night N of the plan (default 1 with --method)"
+    )
+    g.add_argument(
+        "--start",
+        type=_start_time,
+        metavar="HH:MM|ISO",
+        help="wall-clock time of the file's start: adds `wall` to every event",
+    )
+
+
+def _start_time(text: str) -> datetime.datetime:
+    """`19:30` (today, local time) or a full ISO-8601 date and time."""
+    try:
+        clock = datetime.time.fromisoformat(text)
+        moment = datetime.datetime.combine(datetime.date.today(), clock)
+    except ValueError:
+        try:
+            moment = datetime.datetime.fromisoformat(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a time; give HH:MM or an ISO-8601 date and time"
+            ) from None
+    return moment if moment.tzinfo else moment.astimezone()
+
+
+def _rehearsal_coach(
+    args: argparse.Namespace, settings: Settings
+) -> Callable[[], CheckinCoach] | None:
+    """A fresh coach per file with a session from its start, or None without --method/--night."""
+    from pi_monitor.checkin import CheckinCoach, SessionStart
+
+    if args.method is None and args.night is None:
+        return None
+    night = 1 if args.night is None else args.night
+    if night < 1:
+        raise ConfigError(f"--night must be 1 or more, got {night}")
+    checkin = dataclasses.replace(settings.checkin, method=args.method or settings.checkin.method)
+    day = (args.start or datetime.datetime.now().astimezone()).date()
+    CheckinCoach(checkin, day)  # the age gate, once, before any audio is read
+
+    def make() -> CheckinCoach:
+        coach = CheckinCoach(checkin, day)
+        coach.handle(SessionStart(t=0.0, night=night, date=day))
+        return coach
+
+    return make
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="sleep-training nights from the night log: table and plot")
+    p.add_argument("--nights", type=int, metavar="N", help="only the last N nights")
+    p.add_argument(
+        "--plot",
+        type=Path,
+        metavar="FILE.png",
+        help="also plot crying minutes, wakings and time to settle (needs pi-monitor[report])",
+    )
+    p.add_argument(
+        "--state-dir", type=Path, metavar="DIR", help="night log folder (default service.state_dir)"
+    )
+    p.add_argument("--config", type=Path, help="TOML config (for service.state_dir)")
+    p.set_defaults(func=_cmd_report)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from pi_monitor.report import ReportError, run_report
+
+    state_dir = args.state_dir or _settings(args).service.state_dir
+    try:
+        run_report(state_dir, args.nights, args.plot, sys.stdout)
+    except ReportError as e:
         print(f"pi-monitor: error: {e}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK

@@ -171,7 +171,9 @@ def plot_reports(reports: list[NightReport], path: str | Path) -> Path:
     return path
 
 
-def run_report(state_dir: str | Path, nights: int | None, plot: str | None, out: TextIO) -> None:
+def run_report(
+    state_dir: str | Path, nights: int | None, plot: str | Path | None, out: TextIO
+) -> None:
     """What `pi-monitor report` does; ReportError for anything the user must fix."""
     path = Path(state_dir) / FILENAME
     if not path.is_file():

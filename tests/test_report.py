@@ -12,6 +12,7 @@ import pytest
 from checkin_script import bout, settings
 
 from pi_monitor.checkin import CheckedIn, SessionEnd, known_at
+from pi_monitor.cli import main
 from pi_monitor.events import CheckinDue, Escalation
 from pi_monitor.nightlog import JournaledCoach, NightLog
 from pi_monitor.report import ReportError, format_table, night_reports, run_report
@@ -129,3 +130,17 @@ def test_a_plot_without_matplotlib_says_how_to_install_it(week_log, tmp_path, mo
 def test_a_missing_night_log_names_the_state_dir(tmp_path):
     with pytest.raises(ReportError, match="--state-dir"):
         run_report(tmp_path, nights=None, plot=None, out=io.StringIO())
+
+
+def test_the_report_command_prints_the_table_and_writes_the_plot(week_log, tmp_path, capsys):
+    plot = tmp_path / "last2.png"
+    code = main(["report", "--state-dir", str(week_log), "--nights", "2", "--plot", str(plot)])
+    out = capsys.readouterr().out
+    assert code == 0 and plot.stat().st_size > 10_000
+    assert len(out.splitlines()) == 1 + 2 + 1 and f"plot: {plot}" in out
+
+
+def test_the_report_command_fails_with_one_line_without_a_night_log(tmp_path, capsys):
+    assert main(["report", "--state-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("pi-monitor: error:")
