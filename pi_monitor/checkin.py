@@ -199,6 +199,7 @@ class CheckinCoach:
         """Apply one detector event or command at the time it became known."""
         at = known_at(item)
         out = self._advance(at)
+        self._now = max(self._now, at)
         match item:
             case CryOnset():
                 self._onset(item.t)
@@ -233,7 +234,7 @@ class CheckinCoach:
             cry_s=ep.cry_s(self._now) if ep else 0.0,
             next_checkin_t=self._next_checkin_t(ep) if ep and in_session else None,
             night_wakings=self._episodes,
-            night_cry_s=self._night_cry_s + (ep.cry_s(self._now) if ep and in_session else 0.0),
+            night_cry_s=self._night_cry_s + self._session_cry_s(self._now),
             night_checkins=self._night_checkins,
         )
 
@@ -284,9 +285,15 @@ class CheckinCoach:
             self._ep.anchor_t = max(self._ep.anchor_t, s.t)
 
     def _end(self) -> None:
-        if self._session is not None and self._ep is not None:
-            self._night_cry_s += self._ep.cry_s(self._now)
+        self._night_cry_s += self._session_cry_s(self._now)
         self._session = None
+
+    def _session_cry_s(self, until: float) -> float:
+        """The open bout's crying since the session (re)started, up to `until`."""
+        ep = self._ep
+        if self._session is None or ep is None or ep.bout_t is None:
+            return 0.0
+        return max(0.0, until - max(ep.bout_t, self._session.t))
 
     def _onset(self, t: float) -> None:
         ep = self._ep
@@ -305,6 +312,7 @@ class CheckinCoach:
         if ep is None or ep.bout_t is None:
             return
         end = max(t, ep.bout_t)
+        self._night_cry_s += self._session_cry_s(end)
         ep.cry_closed_s += end - ep.bout_t
         ep.last_end_t = end
         ep.bout_t = None
@@ -374,8 +382,6 @@ class CheckinCoach:
     def _settle(self, ep: _Episode, t: float) -> Settled:
         self._ep = None
         self._last_settled = ep
-        if self._session is not None:
-            self._night_cry_s += ep.cry_closed_s
         return Settled(
             t=t, episode=ep.number, cry_s=ep.cry_closed_s, episode_s=ep.last_end_t - ep.start_t
         )

@@ -243,3 +243,11 @@ def test_status_reports_the_next_check_in_time():
     status = coach.status()
     assert (status.episode, status.crying, status.next_checkin_t) == (1, True, 10.0 + 720.0)
     assert status.cry_s == 290.0
+
+
+def test_night_crying_counts_only_session_time_when_switched_off_and_on_mid_bout():
+    coach = coach_for(method="extinction")
+    items = [*bout(100.0, 700.0), SessionEnd(t=300.0), SessionStart(t=500.0, night=1, date=TODAY)]
+    run(coach, items, until=800.0)
+    assert coach.status().night_cry_s == (300.0 - 100.0) + (700.0 - 500.0)
+    assert coach.status().night_wakings == 1
