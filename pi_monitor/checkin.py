@@ -25,7 +25,8 @@ Timing semantics (DESIGN.md "Check-in timing"):
   "Continuous" means "without settling": pauses between bouts pause the count but do not reset
   it, so crying with breaks cannot dodge the cap. Only quiet of at least the settle time, and
   never less than CAP_RESET_S (5 min) whatever `settle_s` says, resets it: with a short settle
-  time the count carries over into the next waking.
+  time the count carries over into the next waking. A bout counts as crying until the
+  detector reports its end, so the cap can fire up to that delay early, never late.
 """
 
 from __future__ import annotations
@@ -196,7 +197,10 @@ class CheckinCoach:
         return out
 
     def handle(self, item: Input) -> list[Event]:
-        """Apply one detector event or command at the time it became known."""
+        """Apply one detector event or command at the time it became known.
+
+        A refused command raises CommandRefused before anything changes, so no event is lost."""
+        self._check(item)
         at = known_at(item)
         out = self._advance(at)
         self._now = max(self._now, at)
@@ -214,7 +218,6 @@ class CheckinCoach:
             case CheckedIn():
                 self.last_answer = self._answer(item.t)
             case SetMethod():
-                self._gate(item.method, self._session.date if self._session else self._today)
                 log.info("check-in method now %s", item.method)
                 self._method = item.method
             case _:
@@ -251,6 +254,16 @@ class CheckinCoach:
     def _night(self) -> int:
         return self._session.night if self._session else 1
 
+    def _check(self, item: Input) -> None:
+        """Refuse a command the safety rules forbid, before the coach changes at all."""
+        match item:
+            case SessionStart():
+                if item.night < 1:
+                    raise CommandRefused(f"night must be 1 or more, got {item.night}")
+                self._gate(item.method or self._method, item.date)
+            case SetMethod():
+                self._gate(item.method, self._session.date if self._session else self._today)
+
     def _gate(self, method: str, day: datetime.date) -> None:
         if method not in METHODS:
             raise CommandRefused(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -264,9 +277,6 @@ class CheckinCoach:
     def _start(self, s: SessionStart) -> None:
         """Begin (or, for the same date and night, resume) a night; the reminder comes first."""
         method = s.method or self._method
-        if s.night < 1:
-            raise CommandRefused(f"night must be 1 or more, got {s.night}")
-        self._gate(method, s.date)
         log.warning("%s", SAFETY_REMINDER)
         self._method = method
         last, self._session = self._last_session, s

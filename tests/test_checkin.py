@@ -251,3 +251,12 @@ def test_night_crying_counts_only_session_time_when_switched_off_and_on_mid_bout
     run(coach, items, until=800.0)
     assert coach.status().night_cry_s == (300.0 - 100.0) + (700.0 - 500.0)
     assert coach.status().night_wakings == 1
+
+
+def test_a_refused_command_does_not_swallow_what_fell_due_before_it():
+    young = dataclasses.replace(settings(method="responsive"), birth_date="2024-03-01")
+    coach = CheckinCoach(young, TODAY)
+    coach.handle(bout(0.0, 5000.0)[0])
+    with pytest.raises(CommandRefused):
+        coach.handle(SetMethod(t=2000.0, method="extinction"))
+    assert times(coach.tick(2000.0), Escalation) == [1800.0]
