@@ -1,0 +1,147 @@
+"""CPU (% of one core) and peak RSS of `pi-monitor run` on live input.
+
+A private PulseAudio null sink plays a generated night (room noise, hum, cry-like bursts) while
+the service listens to its monitor through sounddevice/PortAudio, exactly as it would a USB
+microphone; MQTT goes to a local mosquitto when one is installed. Only the service process is
+measured (/proc/<pid>/stat and VmHWM), from when it starts listening. Targets on this machine:
+<= 2 % of one core, <= 80 MB.
+
+    python bench/bench_service.py [--seconds 600] [--model models/cry.onnx] [--no-mqtt]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(1, str(ROOT / "tests"))  # its PulseAudio and mosquitto runners
+sys.path.insert(2, str(ROOT / "bench"))
+
+from signals import night_blocks
+
+from mosquitto import Mosquitto, mosquitto_available
+from pulse import PulseServer
+
+RATE = 16000
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def write_night(path: Path, seconds: float) -> None:
+    with sf.SoundFile(path, "w", RATE, 1, subtype="PCM_16") as f:
+        for block in night_blocks(RATE, seconds):
+            f.write(np.clip(block, -1.0, 1.0))
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def status_kb(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise KeyError(key)
+
+
+def wait_for_status(sock: socket.socket, prefix: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            message = sock.recv(4096).decode()
+        except TimeoutError:
+            break
+        if any(line.startswith(prefix) for line in message.splitlines()):
+            return
+    raise SystemExit(f"bench: the service never reported {prefix!r}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=600.0, help="measured duration")
+    parser.add_argument("--model", type=Path, default=ROOT / "models" / "cry.onnx")
+    parser.add_argument("--no-mqtt", action="store_true", help="measure without a broker")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench-service-") as tmp_name:
+        tmp = Path(tmp_name)
+        wav = tmp / "night.wav"
+        write_night(wav, args.seconds + 5)
+        pulse = PulseServer(tmp / "pulse")
+        pulse.start()
+        broker = None
+        mqtt = "[mqtt]\nenabled = false\n"
+        if not args.no_mqtt and mosquitto_available():
+            broker = Mosquitto(tmp / "broker")
+            broker.start()
+            mqtt = f'[mqtt]\nenabled = true\nhost = "{broker.host}"\nport = {broker.port}\n'
+        config = tmp / "config.toml"
+        config.write_text(
+            f'[model]\npath = "{args.model.resolve()}"\n[audio]\ndevice = "pulse"\n{mqtt}'
+            f'[service]\nstate_dir = "{tmp / "state"}"\n'
+        )
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        notify.bind(str(tmp / "notify"))
+        env = {**pulse.env, "NOTIFY_SOCKET": str(tmp / "notify"), "PYTHONPATH": str(ROOT)}
+        log = (tmp / "service.log").open("w")
+        service = subprocess.Popen(
+            [sys.executable, "-m", "pi_monitor", "run", "--config", str(config)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_for_status(notify, "STATUS=listening", 120)
+            player = pulse.play(wav)
+            cpu0, t0 = cpu_seconds(service.pid), time.monotonic()
+            rss_max = 0
+            while time.monotonic() - t0 < args.seconds:
+                time.sleep(min(5.0, args.seconds - (time.monotonic() - t0)))
+                if service.poll() is not None:
+                    raise SystemExit("bench: the service exited early; see its log")
+                rss_max = max(rss_max, status_kb(service.pid, "VmRSS"))
+            cpu1, t1 = cpu_seconds(service.pid), time.monotonic()
+            peak_kb = status_kb(service.pid, "VmHWM")
+            anon_kb, file_kb = (status_kb(service.pid, k) for k in ("RssAnon", "RssFile"))
+            service.send_signal(signal.SIGTERM)
+            service.wait(30)
+            player.kill()
+        finally:
+            if service.poll() is None:
+                service.kill()
+            log.close()
+            pulse.stop()
+            if broker is not None:
+                broker.kill()
+        text = (tmp / "service.log").read_text()
+        events = text.count(" event {")
+        lost = [line for line in text.splitlines() if "audio lost in capture" in line]
+
+    cpu = 100.0 * (cpu1 - cpu0) / (t1 - t0)
+    print(f"live input {t1 - t0:.0f} s, model {args.model.name}, mqtt {'on' if broker else 'off'}")
+    print(f"cpu      {cpu:.2f} % of one core (target <= 2 %)")
+    print(f"peak rss {peak_kb / 1024:.1f} MB (VmHWM; max sampled VmRSS {rss_max / 1024:.1f} MB)")
+    print(
+        f"  at end {anon_kb / 1024:.1f} MB private (RssAnon) + {file_kb / 1024:.1f} MB mapped "
+        "files (libraries, shared with other processes)"
+    )
+    print(f"events   {events} logged; capture loss warnings: {len(lost)}")
+    for line in lost[-2:]:
+        print("  " + line)
+
+
+if __name__ == "__main__":
+    main()
