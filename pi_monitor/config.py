@@ -307,7 +307,8 @@ def _check_value(key: str, value: Any, hint: Any, meta: typing.Mapping[str, Any]
         raise ConfigError(f"'{key}' must be {_describe(hint)}, got {value!r}")
     if isinstance(value, int | float) and not isinstance(value, bool):
         lo, hi = meta.get("min"), meta.get("max")
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
+        # Written so NaN (which compares false with everything) is out of range too.
+        if (lo is not None and not value >= lo) or (hi is not None and not value <= hi):
             raise ConfigError(f"'{key}' = {value} is out of range; allowed {lo} to {hi}")
         if _accepts_float(hint):
             value = float(value)

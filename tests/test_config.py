@@ -30,6 +30,8 @@ def test_values_are_read_and_ints_accepted_for_floats(tmp_path) -> None:
         ({"nope": {}}, r"unknown key 'nope'"),
         ({"detector": 3}, r"detector: expected a table"),
         ({"detector": {"min_bout_s": True}}, r"'detector\.min_bout_s' must be a number"),
+        ({"detector": {"merge_gap_s": float("nan")}}, r"'detector\.merge_gap_s' = nan is out"),
+        ({"audio": {"block_s": float("inf")}}, r"'audio\.block_s' = inf is out of range"),
         ({"service": {"log_level": "LOUD"}}, r"'service\.log_level' = 'LOUD' is not allowed"),
         ({"detector": {"on_threshold": 0.3, "off_threshold": 0.5}}, r"detector\.off_threshold"),
     ],
