@@ -362,5 +362,9 @@ def run_service(settings: Settings) -> int:
     service = build_service(settings)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: service.stop())
-    service.run()
+    try:
+        service.run()
+    except Exception:
+        log.critical("pi-monitor failed; systemd restarts it", exc_info=True)
+        return 1
     return 0

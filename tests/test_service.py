@@ -236,3 +236,31 @@ def test_wall_clock_takes_the_earliest_arrival_and_follows_clock_steps() -> None
     assert clock.wall(4.0) == pytest.approx(3704.05)
     clock.observe(0.1, 50.0, restart=True)  # a new stream
     assert clock.wall(0.1) == pytest.approx(50.0)
+
+
+def test_home_assistant_commands_reach_the_coach_in_order(tmp_path: Path, test_model: Path) -> None:
+    from pi_monitor import commands
+
+    quiet = list(noise_blocks(1.0, RATE, BLOCK, QUIET))
+    loud = list(noise_blocks(4.0, RATE, BLOCK, LOUD, 3))
+    backend = FakeBackend(streams=[([*quiet, *loud], False)])
+    events: list[dict] = []
+    service = Service(
+        make_settings(tmp_path, test_model),
+        CryClassifier(test_model, 1),
+        backend=backend,
+        sinks=[events.append],
+        edges=FakeTime().edges(),
+    )
+    service.on_command(commands.SetSession(True))  # from the MQTT thread
+    service.step()
+    assert service.state.session and service.coach.status().session
+    run_until(service, lambda: service.now >= 4.5)
+    due = [e for e in events if e["type"] == "checkin_due"]
+    assert due and due[0]["method"] == "responsive" and "wall" in due[0]
+    service.on_command(commands.CheckedIn())
+    service.on_command(commands.SetSession(False))
+    service.step()
+    answer = service.coach.coach.last_answer
+    assert answer is not None and answer.checkin == 1
+    assert not service.state.session and not service.coach.status().session
