@@ -33,7 +33,7 @@ from pi_monitor.state import MonitorState, apply_event, with_problem
 log = logging.getLogger(__name__)
 
 OUTBOX_FILE = "mqtt-outbox.sqlite3"
-LOOP_TIMEOUT_S = 0.05
+LOOP_TIMEOUT_S = 0.2  # how often queued events are picked up: 5 wake-ups a second on a Pi
 STATE_MIN_INTERVAL_S = 1.0
 _FAST_KEYS = ("cry_s", "score", "level_dbfs")
 
@@ -197,7 +197,7 @@ class MqttPublisher:
             return
         self._maybe_send_state()
         room = self.settings.inflight_max - len(self._inflight)
-        if room <= 0:
+        if room <= 0 or self.outbox.last_seq <= self._sent_upto:
             return
         for seq, payload in self.outbox.peek(self._sent_upto, room):
             info = self._client.publish(self.topics.event, payload, qos=1)

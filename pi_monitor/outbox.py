@@ -52,6 +52,7 @@ class Outbox:
                 f"{path}: cannot open the MQTT outbox ({e}); check service.state_dir"
             ) from None
         self._count = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+        self._last_seq = self._meta("last_seq")  # in memory: the MQTT thread polls it often
 
     def put(self, event: dict[str, Any]) -> int:
         """Store `event` with the next `seq` added to it; returns that seq."""
@@ -61,6 +62,7 @@ class Outbox:
             payload = json.dumps({**event, "seq": seq}, separators=(",", ":")).encode()
             self._db.execute("INSERT INTO outbox VALUES (?, ?)", (seq, payload))
             self._db.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (seq,))
+            self._last_seq = seq
             self._count += 1
             excess = self._count - self.max_events
             if excess > 0:
@@ -111,7 +113,7 @@ class Outbox:
     @property
     def last_seq(self) -> int:
         with self._lock:
-            return self._meta("last_seq")
+            return self._last_seq
 
     def _meta(self, key: str) -> int:
         return self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]
