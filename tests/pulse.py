@@ -3,6 +3,10 @@
 PortAudio reaches it through ALSA's `pulse` plugin (Debian `libasound2-plugins`): what `paplay`
 sends to the null sink comes back on its monitor, the default input. Used by the live tests and
 `bench/bench_service.py`.
+
+ALSA is given a config that knows only the pulse devices: with the system's, PortAudio
+enumerates every plugin of `libasound2-plugins`, and the a52/lavrate ones load libavcodec, x265
+and librsvg (about 15 MB of RSS) that a Pi capturing from its USB microphone never loads.
 """
 
 from __future__ import annotations
@@ -14,6 +18,11 @@ import time
 from pathlib import Path
 
 SINK = "pimon_null"
+PULSE_ONLY_ALSA = """pcm.!default { type pulse }
+ctl.!default { type pulse }
+pcm.pulse { type pulse }
+ctl.pulse { type pulse }
+"""
 START_TIMEOUT_S = 10.0
 
 
@@ -31,12 +40,15 @@ class PulseServer:
         for d in (runtime, home):
             d.mkdir(parents=True, exist_ok=True)
         runtime.chmod(0o700)
+        alsa_config = workdir / "asound.conf"
+        alsa_config.write_text(PULSE_ONLY_ALSA)
         self.env = {
             **os.environ,
             "HOME": str(home),
             "XDG_RUNTIME_DIR": str(runtime),
             "PULSE_RUNTIME_PATH": str(runtime),
             "PULSE_SERVER": f"unix:{runtime / 'native'}",
+            "ALSA_CONFIG_PATH": str(alsa_config),
         }
         self.log_path = workdir / "pulseaudio.log"
         self._proc: subprocess.Popen[bytes] | None = None
