@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import soundfile
 
+from pi_monitor.classifier import CryClassifier
 from pi_monitor.cli import main
+from pi_monitor.config import DetectorSettings
+from pi_monitor.replay import replay_paths
 
 ONSET_TOLERANCE_S = 0.6
 END_TOLERANCE_S = 0.9
@@ -145,3 +151,24 @@ def test_the_service_path_imports_no_librosa_numba_or_torch() -> None:
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_shows_only_for_long_inputs_on_a_terminal(test_model, tmp_path) -> None:
+    long_file = tmp_path / "long.wav"
+    soundfile.write(long_file, np.zeros(8000 * 90, np.int16), 8000, subtype="PCM_16")
+    classifier = CryClassifier(test_model)
+    terminal, pipe = _Terminal(), io.StringIO()
+    replay_paths([str(long_file)], classifier, DetectorSettings(), [], progress=terminal)
+    replay_paths([str(long_file)], classifier, DetectorSettings(), [], progress=pipe)
+    assert "100% 0:01:30/0:01:30" in terminal.getvalue()
+    assert pipe.getvalue() == ""
+    short_file = tmp_path / "short.wav"
+    soundfile.write(short_file, np.zeros(8000 * 5, np.int16), 8000, subtype="PCM_16")
+    short = _Terminal()
+    replay_paths([str(short_file)], classifier, DetectorSettings(), [], progress=short)
+    assert "%" not in short.getvalue()
