@@ -84,11 +84,14 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("train", "loso"):
         p = sub.add_parser(name)
         _common(p)
-        p.add_argument("--steps", type=int, default=1200)
+        p.add_argument("--steps", type=int, default=600)
         p.add_argument("--threads", type=int, default=1, help="torch threads")
         p.add_argument("--workers", type=int, default=1, help="augmentation processes")
         p.add_argument("--out", type=Path, default=Path("models/cry.onnx"))
         p.add_argument("--checkpoint", type=Path, default=DEFAULT_CACHE / "runs" / "cry.pt")
+    sub.choices["loso"].add_argument(
+        "--fold", type=int, choices=range(len(LOSO_FOLDS)), help="run only this fold (0-based)"
+    )
     p = sub.add_parser("export")
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--out", type=Path, default=Path("models/cry.onnx"))
@@ -117,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         _evaluate(args, _split(args, clips), cache)
     else:
         runs = args.cache / "runs"
-        for cry_source, family in LOSO_FOLDS:
+        folds = LOSO_FOLDS if args.fold is None else LOSO_FOLDS[args.fold : args.fold + 1]
+        for cry_source, family in folds:
             args.cry_source, args.family = cry_source, family
             name = f"loso-{cry_source.split('/')[-1]}-{family}"
             args.out, args.checkpoint = runs / f"{name}.onnx", runs / f"{name}.pt"

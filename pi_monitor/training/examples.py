@@ -2,8 +2,10 @@
 
 Each example is one classifier window of audio (about 1 s), built from corpus clips and
 generated noise, then turned into log-mel frames by the very class the service runs, so the
-model and its front end cannot disagree. Sources are drawn uniformly before files, so a source
-with thousands of short files (spoken digits) does not crowd out the rest.
+model and its front end cannot disagree. Cry sources are drawn uniformly before files, so a source
+with thousands of short files (spoken digits) does not crowd out the rest. Negatives are drawn
+uniformly by family (animals, music, noise, speech, other), then by file within it, so the many
+cat and dog recordings, the hardest negatives, are not diluted by small sources of the family.
 """
 
 from __future__ import annotations
@@ -82,11 +84,11 @@ class ExampleSampler:
         self.sr = FRONT_END.sample_rate
         self._extractor = FeatureExtractor(FRONT_END)
         self._cries = _by_source([c for c in clips if c.is_cry])
-        negatives = [c for c in clips if not c.is_cry]
         families: dict[str, list[Clip]] = {}
-        for c in negatives:
-            families.setdefault(c.family, []).append(c)
-        self._negatives = [_by_source(families[f]) for f in sorted(families)]
+        for c in clips:
+            if not c.is_cry:
+                families.setdefault(c.family, []).append(c)
+        self._negatives = [[families[f]] for f in sorted(families)]
         if not self._cries or not self._negatives:
             raise ValueError("training clips need both cries and non-cries")
         self._active: dict[str, np.ndarray] = {}
@@ -111,7 +113,7 @@ class ExampleSampler:
 
     def _negative(self, rng: np.random.Generator) -> np.ndarray:
         family = self._negatives[rng.integers(len(self._negatives))]
-        return self._segment(rng, self._pick(rng, family), active=False)
+        return self._segment(rng, self._pick(rng, family), active=rng.random() < 0.5)
 
     def _noise(self, rng: np.random.Generator) -> np.ndarray:
         return augment.coloured_noise(rng, self.n, self.sr)
@@ -157,6 +159,7 @@ def _active_starts(x: np.ndarray, n: int, hop: int = 400) -> np.ndarray:
     """Window starts whose energy is at least a third of the clip's loudest window.
 
     Cry clips contain breaths and pauses; a window of silence labelled 'cry' teaches nothing.
+    Half the negatives are drawn this way too, so a cat's meow is seen, not the quiet around it.
     """
     starts = np.arange(0, len(x) - n + 1, hop)
     cumulative = np.concatenate(([0.0], np.cumsum(np.square(x, dtype=np.float64))))

@@ -30,13 +30,13 @@ from pi_monitor.training.model import CryNet, macs
 class Recipe:
     """Everything that decides a trained model besides the data."""
 
-    steps: int = 1500
+    steps: int = 600
     batch: int = 128
     lr: float = 3e-3
     weight_decay: float = 1e-3
     label_smoothing: float = 0.05
     val_examples: int = 2048
-    val_every: int = 250
+    val_every: int = 150
     threshold_quantile: float = 0.999
     seed: int = 0
     threads: int = 1
