@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import datetime
 import logging
+import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from pi_monitor.checkin import CheckinCoach
     from pi_monitor.replay import EventSink
 
-EXIT_OK, EXIT_FAILED = 0, 2
+EXIT_OK, EXIT_FAILED, EXIT_PIPE_CLOSED = 0, 2, 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly; point stdout at /dev/null so the
+        # interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_PIPE_CLOSED
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -172,3 +172,19 @@ def test_progress_bar_shows_only_for_long_inputs_on_a_terminal(test_model, tmp_p
     short = _Terminal()
     replay_paths([str(short_file)], classifier, DetectorSettings(), [], progress=short)
     assert "%" not in short.getvalue()
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(fixtures_dir) -> None:
+    """`pi-monitor replay --scores night.wav | head` must end quietly."""
+    many = [str(fixtures_dir / "cry_like_16k.wav")] * 20  # ~190 kB: more than a pipe holds
+    replay = subprocess.Popen(
+        [sys.executable, "-m", "pi_monitor", "replay", "--scores", *many],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert replay.stdout is not None and replay.stderr is not None
+    replay.stdout.readline()
+    replay.stdout.close()
+    err = replay.stderr.read().decode()
+    assert replay.wait(timeout=60) == 1
+    assert "Traceback" not in err and "BrokenPipe" not in err
