@@ -6,8 +6,10 @@ at the edge. `to_dict()` gives the JSON Lines / MQTT object with its `type` firs
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
+from dataclasses import asdict, dataclass, replace
+from typing import Any, ClassVar, Self
+
+TIME_FIELDS = ("t", "emitted_t", "onset_t")  # every field that is an audio time
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,10 @@ class Event:
         """The wire form: `type` first, then the fields, then `extra` (e.g. `file`, `wall`)."""
         body = {k: _round(v) for k, v in asdict(self).items() if v is not None}
         return {"type": self.type, **body, **extra}
+
+    def shifted(self, dt: float) -> Self:
+        """The same event with every audio time moved by `dt` seconds."""
+        return replace(self, **{k: getattr(self, k) + dt for k in TIME_FIELDS if hasattr(self, k)})
 
 
 def _round(value: Any) -> Any:

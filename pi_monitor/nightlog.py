@@ -28,12 +28,11 @@ from pi_monitor.checkin import (
     SetMethod,
 )
 from pi_monitor.config import CheckinSettings
-from pi_monitor.events import CheckinDue, CryEnd, CryOnset, Escalation, Event, Settled
+from pi_monitor.events import TIME_FIELDS, CheckinDue, CryEnd, CryOnset, Escalation, Event, Settled
 
 FILENAME = "nightlog.sqlite3"
 HEARTBEAT_S = 30.0
 EVENING_SHIFT = datetime.timedelta(hours=12)
-TIME_FIELDS = ("t", "emitted_t", "onset_t")
 INPUT_TYPES: dict[str, type] = {
     cls.type: cls
     for cls in (CryOnset, CryEnd, SessionStart, SessionEnd, CheckedIn, SetMethod, AudioLost)

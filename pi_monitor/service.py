@@ -32,7 +32,7 @@ from pi_monitor.config import ConfigError, Settings
 from pi_monitor.events import CryEnd, CryOnset, Event, Score
 from pi_monitor.health import MicHealth, level_dbfs
 from pi_monitor.mqtt import MqttPublisher, backoff_delay
-from pi_monitor.nightlog import TIME_FIELDS, JournaledCoach, NightLog, NightLogError
+from pi_monitor.nightlog import JournaledCoach, NightLog, NightLogError
 from pi_monitor.notify import Notifier, WatchdogPacer
 from pi_monitor.pipeline import Pipeline
 from pi_monitor.replay import EventSink
@@ -261,7 +261,7 @@ class Service:
 
     def _emit_stream(self, events: list[Event]) -> None:
         """Pipeline events: the stream's audio time moved to service time."""
-        self._emit([_shifted(e, self._offset) for e in events] if self._offset else events)
+        self._emit([e.shifted(self._offset) for e in events] if self._offset else events)
 
     def _emit(self, events: list[Event]) -> None:
         """Stamp `wall`, fold into the state, log and publish; the coach hears detector events."""
@@ -315,12 +315,6 @@ class Service:
             self.publisher.stop()
         self.nightlog.close()
         self.notifier.close()
-
-
-def _shifted(event: Event, dt: float) -> Event:
-    """`event` with every audio time moved by `dt` seconds."""
-    times = {k: getattr(event, k) + dt for k in TIME_FIELDS if hasattr(event, k)}
-    return replace(event, **times)
 
 
 JOURNAL_PRIORITIES = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
