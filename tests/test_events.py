@@ -15,7 +15,7 @@ def test_shifted_moves_every_audio_time_and_nothing_else() -> None:
     assert Escalation(t=1.0, reason="mic_lost").shifted(2.5) == Escalation(t=3.5, reason="mic_lost")
 
 
-def test_wire_form_puts_the_type_first_and_drops_unset_fields() -> None:
+def test_wire_form_puts_the_type_first_then_fields_then_extras() -> None:
     line = Score(t=1.0, score=0.25, logit=-1.0986123).to_dict(file="a.wav")
     assert list(line) == ["type", "t", "score", "logit", "file"]
     assert line["logit"] == pytest.approx(-1.098612)
