@@ -122,6 +122,34 @@ def test_band_limit_and_noise_are_finite_and_seeded() -> None:
     assert np.all(np.isfinite(a)) and np.array_equal(a, b)
 
 
+def test_tonal_sound_is_harmonic_seeded_and_at_unit_level() -> None:
+    a = augment.tonal_sound(np.random.default_rng(5), 8000, 8000)
+    b = augment.tonal_sound(np.random.default_rng(5), 8000, 8000)
+    assert np.array_equal(a, b) and augment.rms(a) == pytest.approx(1.0, rel=1e-3)
+    spectrum = np.abs(np.fft.rfft(a))
+    peak_share = np.sort(spectrum)[-len(spectrum) // 20 :].sum() / spectrum.sum()
+    assert peak_share > 0.3, "energy should sit in harmonic lines (white noise: 0.11)"
+
+
+def test_filter_designs_on_the_cache_grid_match_a_fresh_design() -> None:
+    import scipy.signal
+
+    fresh = scipy.signal.butter(4, 2350, fs=8000, output="sos")
+    assert np.allclose(augment.butter(4, 2351.7, 8000), fresh)
+
+
+def test_spectral_masks_blank_bands_only_in_masked_examples(
+    tiny_corpus: Path, cache: AudioCache
+) -> None:
+    from pi_monitor.training.examples import Mixing
+
+    clips = read_manifest(tiny_corpus)
+    plain = ExampleSampler(clips, cache, Mixing(spec_mask=0.0)).batch(np.random.default_rng(2), 16)
+    masked = ExampleSampler(clips, cache, Mixing(spec_mask=1.0)).batch(np.random.default_rng(2), 16)
+    changed = [not np.array_equal(p, m) for p, m in zip(plain[0], masked[0], strict=True)]
+    assert 0 < sum(changed) <= 16
+
+
 def test_sampler_batches_are_features_of_the_service_front_end(
     tiny_corpus: Path, cache: AudioCache
 ) -> None:

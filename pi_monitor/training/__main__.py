@@ -9,6 +9,7 @@ loso      train + evaluate every leave-one-source-out fold
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("train", "loso"):
         p = sub.add_parser(name)
         _common(p)
-        p.add_argument("--steps", type=int, default=600)
+        p.add_argument("--steps", type=int, default=2400)
         p.add_argument("--threads", type=int, default=1, help="torch threads")
         p.add_argument("--workers", type=int, default=1, help="augmentation processes")
         p.add_argument("--out", type=Path, default=Path("models/cry.onnx"))
@@ -99,6 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     _common(p)
     p.add_argument("--model", type=Path, default=Path("models/cry.onnx"))
     p.add_argument("--report", type=Path, help="also write the figures as JSON here")
+    p.add_argument(
+        "--on",
+        choices=("test", "val"),
+        default="test",
+        help="val: figures on the validation clips, for choosing a recipe without the test",
+    )
     args = parser.parse_args(argv)
 
     if args.command == "export":
@@ -117,7 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "train":
         _train(args, _split(args, clips), cache)
     elif args.command == "evaluate":
-        _evaluate(args, _split(args, clips), cache)
+        split = _split(args, clips)
+        if args.on == "val":
+            split = dataclasses.replace(split, name=split.name + ":val", test=split.val)
+        _evaluate(args, split, cache)
     else:
         runs = args.cache / "runs"
         folds = LOSO_FOLDS if args.fold is None else LOSO_FOLDS[args.fold : args.fold + 1]

@@ -9,8 +9,20 @@ samples out.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import scipy.signal
+
+
+@lru_cache(maxsize=4096)
+def _butter(order: int, cutoff_hz: int, btype: str, sample_rate: int) -> np.ndarray:
+    """Filter designs are cached on a 10 Hz grid: designing one costs more than filtering."""
+    return scipy.signal.butter(order, cutoff_hz, btype=btype, fs=sample_rate, output="sos")
+
+
+def butter(order: int, cutoff_hz: float, sample_rate: int, btype: str = "lowpass") -> np.ndarray:
+    return _butter(order, int(round(cutoff_hz, -1)), btype, sample_rate)
 
 
 def rms(x: np.ndarray) -> float:
@@ -49,15 +61,53 @@ def coloured_noise(rng: np.random.Generator, n: int, sample_rate: int) -> np.nda
     return (noise / rms(noise)).astype(np.float32)
 
 
+def tonal_sound(rng: np.random.Generator, n: int, sample_rate: int) -> np.ndarray:
+    """Generated notes with clean harmonics: music boxes, lullaby instruments, humming, chimes.
+
+    Tonal music was the first models' commonest false alarm. These notes share a cry's pitch
+    range and harmonic comb but not its rough, breathy, formant-shaped voice, so they teach
+    the model that harmonic does not mean crying. Notes may decay like a plucked or struck
+    string, or sustain with vibrato and a slow pitch glide; up to three voices sound at once.
+    """
+    out = np.zeros(n)
+    t_all = np.arange(n) / sample_rate
+    for _ in range(int(rng.integers(1, 4))):
+        start = int(rng.uniform(-0.3, 0.6) * n)
+        while start < n:
+            length = int(rng.uniform(0.08, 0.9) * sample_rate)
+            lo, hi = max(start, 0), min(start + length, n)
+            if hi > lo:
+                t = t_all[lo:hi] - start / sample_rate
+                f0 = np.exp(rng.uniform(np.log(110), np.log(1200)))
+                glide = rng.uniform(-0.3, 0.3) if rng.random() < 0.3 else 0.0
+                vibrato = rng.uniform(0, 0.03) * np.sin(2 * np.pi * rng.uniform(3, 7) * t)
+                freq = f0 * (1 + glide * np.sin(np.pi * t / (length / sample_rate)) + vibrato)
+                phase = 2 * np.pi * np.cumsum(freq) / sample_rate
+                tilt, odd_only = rng.uniform(0.5, 3.0), rng.random() < 0.2
+                note = np.zeros(hi - lo)
+                for k in range(1, int(rng.integers(1, 16)) + 1):
+                    if k * f0 * 1.35 >= sample_rate / 2 or (odd_only and k % 2 == 0):
+                        continue
+                    note += k**-tilt * np.sin(k * phase + rng.uniform(0, 2 * np.pi))
+                if rng.random() < 0.5:
+                    envelope = np.exp(-t * rng.uniform(2, 12))
+                else:
+                    envelope = np.minimum(1, t / rng.uniform(0.01, 0.1))
+                    envelope *= np.minimum(1, (length / sample_rate - t) / 0.05)
+                out[lo:hi] += envelope * note * 10 ** rng.uniform(-0.5, 0)
+            start += length + int(rng.exponential(0.1) * sample_rate)
+    if not out.any():
+        return tonal_sound(rng, n, sample_rate)
+    return (out / rms(out)).astype(np.float32)
+
+
 def room_impulse_response(rng: np.random.Generator, sample_rate: int) -> np.ndarray:
     """Exponentially decaying noise tail after a direct path; RT60 0.1-0.8 s, random damping."""
     rt60 = rng.uniform(0.1, 0.8)
     n = int(rt60 * sample_rate)
     t = np.arange(n) / sample_rate
     tail = rng.standard_normal(n) * np.exp(-6.9 * t / rt60)
-    sos = scipy.signal.butter(
-        2, rng.uniform(1500, sample_rate / 2 * 0.95), fs=sample_rate, output="sos"
-    )
+    sos = butter(2, rng.uniform(1500, sample_rate / 2 * 0.95), sample_rate)
     tail = scipy.signal.sosfilt(sos, tail)
     delay = int(rng.uniform(0.002, 0.02) * sample_rate)
     rir = np.zeros(n + delay)
@@ -78,13 +128,10 @@ def band_limit(rng: np.random.Generator, x: np.ndarray, sample_rate: int) -> np.
     if rng.random() < 0.7:
         cutoff = rng.uniform(0.35, 0.95) * nyquist
         order = int(rng.integers(2, 9))
-        x = scipy.signal.sosfilt(
-            scipy.signal.butter(order, cutoff, fs=sample_rate, output="sos"), x
-        )
+        x = scipy.signal.sosfilt(butter(order, cutoff, sample_rate), x)
     if rng.random() < 0.5:
         cutoff = rng.uniform(60, 500)
-        sos = scipy.signal.butter(2, cutoff, btype="highpass", fs=sample_rate, output="sos")
-        x = scipy.signal.sosfilt(sos, x)
+        x = scipy.signal.sosfilt(butter(2, cutoff, sample_rate, "highpass"), x)
     return np.asarray(x, dtype=np.float32)
 
 

@@ -60,11 +60,13 @@ class Mixing:
     snr_db: tuple[float, float] = (-6.0, 6.0)
     cry_background: float = 0.7
     generated_background: float = 0.4
-    negative_plus_noise: float = 0.35
+    negative_plus_noise: float = 0.3
     noise_only: float = 0.12
+    tones: float = 0.12
     two_negatives: float = 0.15
     reverb: float = 0.3
     band_limit: float = 0.35
+    spec_mask: float = 0.5
 
 
 def _by_source(clips: Sequence[Clip]) -> list[list[Clip]]:
@@ -118,9 +120,15 @@ class ExampleSampler:
     def _noise(self, rng: np.random.Generator) -> np.ndarray:
         return augment.coloured_noise(rng, self.n, self.sr)
 
+    def _tones(self, rng: np.random.Generator) -> np.ndarray:
+        return augment.tonal_sound(rng, self.n, self.sr)
+
     def _background(self, rng: np.random.Generator) -> np.ndarray:
-        if rng.random() < self.mixing.generated_background:
+        u = rng.random()
+        if u < self.mixing.generated_background:
             return self._noise(rng)
+        if u < self.mixing.generated_background + self.mixing.tones:
+            return self._tones(rng)
         return self._negative(rng)
 
     def audio(self, rng: np.random.Generator, cry: bool) -> np.ndarray:
@@ -135,9 +143,11 @@ class ExampleSampler:
             u = rng.random()
             if u < m.noise_only:
                 x = self._noise(rng)
-            elif u < m.noise_only + m.negative_plus_noise:
+            elif u < m.noise_only + m.tones:
+                x = augment.mix(self._tones(rng), self._noise(rng), rng.uniform(0, 30))
+            elif u < m.noise_only + m.tones + m.negative_plus_noise:
                 x = augment.mix(self._negative(rng), self._noise(rng), snr())
-            elif u < m.noise_only + m.negative_plus_noise + m.two_negatives:
+            elif u < m.noise_only + m.tones + m.negative_plus_noise + m.two_negatives:
                 x = augment.mix(self._negative(rng), self._negative(rng), snr())
             else:
                 x = self._negative(rng)
@@ -152,7 +162,20 @@ class ExampleSampler:
         labels = (np.arange(size) % 2).astype(np.float32)
         rng.shuffle(labels)
         feats = np.stack([self._extractor.batch(self.audio(rng, bool(y))) for y in labels])
+        for i in np.flatnonzero(rng.random(size) < self.mixing.spec_mask):
+            _mask(rng, feats[i])
         return feats.astype(np.float32), labels
+
+
+def _mask(rng: np.random.Generator, frames: np.ndarray) -> None:
+    """SpecAugment: blank a few mel bands and frames, so no single band or instant decides."""
+    fill = frames.mean()
+    width = int(rng.integers(0, 7))
+    low = int(rng.integers(0, frames.shape[1] - width + 1))
+    frames[:, low : low + width] = fill
+    span = int(rng.integers(0, 7))
+    first = int(rng.integers(0, frames.shape[0] - span + 1))
+    frames[first : first + span] = fill
 
 
 def _active_starts(x: np.ndarray, n: int, hop: int = 400) -> np.ndarray:

@@ -21,6 +21,7 @@ from pi_monitor.training.examples import (
     FRONT_END,
     WINDOW_FRAMES,
     ExampleSampler,
+    Mixing,
     clip_windows,
 )
 from pi_monitor.training.model import CryNet, macs
@@ -30,13 +31,13 @@ from pi_monitor.training.model import CryNet, macs
 class Recipe:
     """Everything that decides a trained model besides the data."""
 
-    steps: int = 600
+    steps: int = 2400
     batch: int = 128
     lr: float = 3e-3
     weight_decay: float = 1e-3
     label_smoothing: float = 0.05
     val_examples: int = 2048
-    val_every: int = 150
+    val_every: int = 300
     threshold_quantile: float = 0.999
     seed: int = 0
     threads: int = 1
@@ -116,7 +117,7 @@ def train(
     torch.manual_seed(recipe.seed)
     torch.set_num_threads(recipe.threads)
     sampler = ExampleSampler(split.train, cache)
-    val_sampler = ExampleSampler(split.val, cache)
+    val_sampler = ExampleSampler(split.val, cache, Mixing(spec_mask=0.0))
     val_x, val_y = next(batches(val_sampler, recipe.seed + 10_000, 1, recipe.val_examples, 0))
 
     model = CryNet(WINDOW_FRAMES, FRONT_END.n_mels)
