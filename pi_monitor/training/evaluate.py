@@ -153,7 +153,7 @@ def event_figures(
     latencies: list[float] = []
     for snr in SNRS_DB:
         rng = np.random.default_rng([seed, int(snr) + 100])
-        tp = fp = fn = 0
+        tp = fp = fn = fp_inside = 0
         for cry in cries:
             x = cache.audio(cry)[: int((MIXTURE_S - 4) * sr)]
             bed = _background(rng, negatives, cache, int(MIXTURE_S * sr))
@@ -170,7 +170,10 @@ def event_figures(
                 latencies.append(matched[0].emitted_t - truth)
             else:
                 fn += 1
-            fp += len(onsets) - min(len(matched), 1)
+            extra = [e for e in onsets if not matched or e is not matched[0]]
+            fp += len(extra)
+            end = (start + len(x)) / sr
+            fp_inside += sum(truth - COLLAR_S <= e.t <= end for e in extra)
         precision = tp / (tp + fp) if tp + fp else 0.0
         recall = tp / (tp + fn) if tp + fn else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
@@ -179,6 +182,8 @@ def event_figures(
             "recall": recall,
             "f1": f1,
             "mixtures": len(cries),
+            "false_positives": fp,
+            "false_positives_during_the_cry": fp_inside,
         }
     out["latency_s"] = {
         "median": float(np.median(latencies)) if latencies else float("nan"),
@@ -276,7 +281,9 @@ def format_report(r: dict) -> str:
         f"max score {c['max_score']:.4f}",
         "- event onset F1 (1 s collar): "
         + ", ".join(
-            f"{k} {v['f1']:.3f} (P {v['precision']:.3f} R {v['recall']:.3f})"
+            f"{k} {v['f1']:.3f} (P {v['precision']:.3f} R {v['recall']:.3f}, "
+            f"{v['false_positives']} FP, {v['false_positives_during_the_cry']} of them late or "
+            "repeated onsets during the cry)"
             for k, v in e.items()
             if k.endswith("dB")
         ),
