@@ -198,7 +198,9 @@ def test_training_is_reproducible_and_exports_a_model_the_service_loads(
     assert model_cost(tmp_path / "a.onnx").macs_per_window == first.macs_per_window
 
 
-def test_cli_trains_and_evaluates_on_a_corpus_folder(tiny_corpus: Path, tmp_path: Path) -> None:
+def test_cli_trains_evaluates_and_tabulates_on_a_corpus_folder(
+    tiny_corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     pytest.importorskip("torch", reason="torch not installed (pip install -e .[train])")
     from pi_monitor.training.__main__ import main
 
@@ -226,6 +228,10 @@ def test_cli_trains_and_evaluates_on_a_corpus_folder(tiny_corpus: Path, tmp_path
         == 0
     )
     assert (tmp_path / "r.json").stat().st_size > 0
+    assert main(["evaluate", *common, "--model", str(model), "--on", "val"]) == 0
+    assert main(["tables", str(tmp_path / "r.json")]) == 0
+    tables = capsys.readouterr().out
+    assert "| held-out-groups | " in tables and "per source" in tables
 
 
 def test_cli_names_a_missing_corpus(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

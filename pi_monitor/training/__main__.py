@@ -4,6 +4,7 @@ train     trains on a split, saves a checkpoint, exports ONNX (held-out groups b
 export    re-exports a checkpoint to ONNX
 evaluate  replays the split's test clips through the service pipeline and prints the figures
 loso      train + evaluate every leave-one-source-out fold
+tables    the model card's Markdown tables from evaluation reports (JSON)
 """
 
 from __future__ import annotations
@@ -96,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("export")
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--out", type=Path, default=Path("models/cry.onnx"))
+    p = sub.add_parser("tables")
+    p.add_argument("reports", type=Path, nargs="+", help="JSON written by evaluate --report")
     p = sub.add_parser("evaluate")
     _common(p)
     p.add_argument("--model", type=Path, default=Path("models/cry.onnx"))
@@ -108,6 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
+    if args.command == "tables":
+        from pi_monitor.training.evaluate import card_tables
+
+        print(card_tables([json.loads(r.read_text()) for r in args.reports]))
+        return 0
     if args.command == "export":
         from pi_monitor.training.export import export
         from pi_monitor.training.train import load_checkpoint

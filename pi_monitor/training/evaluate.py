@@ -313,3 +313,57 @@ def format_report(r: dict) -> str:
         ),
     ]
     return "\n".join(lines)
+
+
+def card_tables(reports: Sequence[dict]) -> str:
+    """The model card's Markdown tables from evaluation reports, so the card is regenerated,
+    not retyped: headline figures, band-limit checks, then per-source detail for each report."""
+    levels = [f"{snr:+g} dB" for snr in SNRS_DB]
+    out = [
+        "| split | cry/not_cry clips | clip AUC | recall @1% FPR | recall @0.1% FPR "
+        "| recall / FPR at threshold | onset F1 " + "/".join(levels) + " | false alarms/h (h) "
+        "| latency median / p95 s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in reports:
+        c, e, fa = r["clip"], r["events"], r["false_alarms"]
+        f1 = "/".join(f"{e[k]['f1']:.3f}" for k in levels)
+        out.append(
+            f"| {r['split']} | {c['clips']['cry']}/{c['clips']['not_cry']} | {c['auc']:.4f} "
+            f"| {c['recall_at_fpr_0.01']:.3f} | {c['recall_at_fpr_0.001']:.3f} "
+            f"| {c['recall_at_threshold']:.3f} / {c['fpr_at_threshold']:.3f} "
+            f"| {f1} "
+            f"| {fa['per_hour']:.1f} ({fa['hours']:.2f}) "
+            f"| {e['latency_s']['median']:.2f} / {e['latency_s']['p95']:.2f} |"
+        )
+    keys = list(reports[0]["band_limit"])
+    out += ["", "| split | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for r in reports:
+        values = " | ".join(f"{r['band_limit'].get(k, float('nan')):.3f}" for k in keys)
+        out.append(f"| {r['split']} | {values} |")
+    for r in reports:
+        c = r["clip"]
+        out += [
+            "",
+            f"### {r['split']}: per source (threshold {r['threshold']:.3f})",
+            "| source | clips | AUC vs all non-cry | recall or FPR at threshold | mean score |",
+            "|---|---|---|---|---|",
+        ]
+        for name, v in c["per_source"].items():
+            auc_text = f"{v['auc']:.3f}" if "auc" in v else "n/a"
+            rate = v.get("recall_at_threshold", v.get("fpr_at_threshold"))
+            out.append(
+                f"| {name} | {v['clips']} | {auc_text} | {rate:.3f} | {v['mean_score']:.3f} |"
+            )
+        for title, key in (
+            ("Worst false positives", "worst_false_positives"),
+            ("Worst missed cries", "worst_missed_cries"),
+        ):
+            items = "; ".join(
+                f"`{w['path']}` ({w['source']}, {w['category']}) {w['score']:.4f}"
+                for w in c[key][:5]
+            )
+            out += ["", f"{title}: {items}"]
+        by_source = ", ".join(f"{k} {n}" for k, n in r["false_alarms"]["by_source"].items())
+        out += ["", f"False alarms by source: {by_source}"]
+    return "\n".join(out)
