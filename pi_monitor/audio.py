@@ -16,6 +16,8 @@ from typing import BinaryIO, Protocol
 
 import numpy as np
 
+from pi_monitor.features import strided_frames
+
 AUDIO_SUFFIXES = (".wav", ".wave", ".flac", ".ogg")
 
 
@@ -89,7 +91,7 @@ class Resampler:
         if len(p) == 0:
             return np.zeros(0, dtype=np.float32)
         last = p * self.down // self.up
-        windows = np.lib.stride_tricks.sliding_window_view(self._buf, self._taps)
+        windows = strided_frames(self._buf, self._taps, 1)
         rows = windows[last - self._taps + 1 - self._buf_start]
         if self.up == 1:
             out = rows @ self._phases[0]
