@@ -15,6 +15,7 @@ import json
 import sys
 from pathlib import Path
 
+from pi_monitor.config import ConfigError, DetectorSettings, load_settings
 from pi_monitor.training.corpus import (
     DEFAULT_CACHE,
     DEFAULT_CORPUS,
@@ -72,7 +73,8 @@ def _train(args: argparse.Namespace, split: Split, cache: AudioCache) -> Path:
 def _evaluate(args: argparse.Namespace, split: Split, cache: AudioCache) -> dict:
     from pi_monitor.training.evaluate import evaluate, format_report
 
-    report = evaluate(Path(args.model), split, cache, args.corpus, seed=args.seed)
+    detector = load_settings(args.config).detector if args.config else DetectorSettings()
+    report = evaluate(Path(args.model), split, cache, args.corpus, args.seed, detector)
     print(format_report(report))
     if args.report:
         args.report.parent.mkdir(parents=True, exist_ok=True)
@@ -94,11 +96,6 @@ def main(argv: list[str] | None = None) -> int:
     sub.choices["loso"].add_argument(
         "--fold", type=int, choices=range(len(LOSO_FOLDS)), help="run only this fold (0-based)"
     )
-    p = sub.add_parser("export")
-    p.add_argument("checkpoint", type=Path)
-    p.add_argument("--out", type=Path, default=Path("models/cry.onnx"))
-    p = sub.add_parser("tables")
-    p.add_argument("reports", type=Path, nargs="+", help="JSON written by evaluate --report")
     p = sub.add_parser("evaluate")
     _common(p)
     p.add_argument("--model", type=Path, default=Path("models/cry.onnx"))
@@ -109,6 +106,13 @@ def main(argv: list[str] | None = None) -> int:
         default="test",
         help="val: figures on the validation clips, for choosing a recipe without the test",
     )
+    for p in (sub.choices["loso"], sub.choices["evaluate"]):
+        p.add_argument("--config", type=Path, help="evaluate with this config's [detector] table")
+    p = sub.add_parser("export")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--out", type=Path, default=Path("models/cry.onnx"))
+    p = sub.add_parser("tables")
+    p.add_argument("reports", type=Path, nargs="+", help="JSON written by evaluate --report")
     args = parser.parse_args(argv)
 
     if args.command == "tables":
@@ -125,7 +129,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         clips = read_manifest(args.corpus)
-    except FileNotFoundError as e:
+        if getattr(args, "config", None):
+            load_settings(args.config)
+    except (FileNotFoundError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     cache = AudioCache(args.corpus, clips, 8000, args.cache)

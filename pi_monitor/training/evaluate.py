@@ -9,6 +9,7 @@ per hour on long non-cry streams, onset latency, and band-limit checks.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,9 +34,11 @@ COLLAR_S = 1.0
 FPRS = (0.01, 0.001)
 
 
-def replay(classifier: CryClassifier, audio: np.ndarray) -> list[Event]:
+def replay(
+    classifier: CryClassifier, audio: np.ndarray, detector: DetectorSettings = DetectorSettings()
+) -> list[Event]:
     """All events of one stream, fed in fixed blocks as the replay command does."""
-    pipeline = Pipeline(classifier, DetectorSettings())
+    pipeline = Pipeline(classifier, detector)
     events: list[Event] = []
     for i in range(0, len(audio), BLOCK):
         events += pipeline.process(audio[i : i + BLOCK])
@@ -73,12 +76,11 @@ def _lowpass(audio: np.ndarray, cutoff: float, sample_rate: int) -> np.ndarray:
 
 
 def clip_figures(
-    classifier: CryClassifier, test: Sequence[Clip], cache: AudioCache
+    classifier: CryClassifier, test: Sequence[Clip], cache: AudioCache, threshold: float
 ) -> tuple[dict, dict[str, float]]:
     scores = {c.path: clip_score(classifier, cache.audio(c)) for c in test}
     pos = [scores[c.path] for c in test if c.is_cry]
     neg = [scores[c.path] for c in test if not c.is_cry]
-    threshold = classifier.info.threshold
     figures: dict = {
         "clips": {"cry": len(pos), "not_cry": len(neg)},
         "auc": auc(pos, neg),
@@ -138,7 +140,11 @@ def _background(
 
 
 def event_figures(
-    classifier: CryClassifier, test: Sequence[Clip], cache: AudioCache, seed: int
+    classifier: CryClassifier,
+    test: Sequence[Clip],
+    cache: AudioCache,
+    seed: int,
+    detector: DetectorSettings = DetectorSettings(),
 ) -> dict:
     """One cry per 30 s mixture over unseen backgrounds, at each SNR; onsets matched within 1 s.
 
@@ -163,7 +169,8 @@ def event_figures(
             mixture = bed.copy()
             mixture[start : start + len(x)] += gain * x
             truth = start / sr + cry_onset_in(x)
-            onsets = [e for e in replay(classifier, mixture) if isinstance(e, CryOnset)]
+            events = replay(classifier, mixture, detector)
+            onsets = [e for e in events if isinstance(e, CryOnset)]
             matched = [e for e in onsets if abs(e.t - truth) <= COLLAR_S]
             if matched:
                 tp += 1
@@ -194,7 +201,11 @@ def event_figures(
 
 
 def false_alarm_figures(
-    classifier: CryClassifier, test: Sequence[Clip], cache: AudioCache, seed: int
+    classifier: CryClassifier,
+    test: Sequence[Clip],
+    cache: AudioCache,
+    seed: int,
+    detector: DetectorSettings = DetectorSettings(),
 ) -> dict:
     """Onsets per hour on every unseen non-cry clip played end to end, twice: as recorded, and
     over generated fan/white noise; each false alarm is blamed on the clip it started in."""
@@ -210,7 +221,7 @@ def false_alarm_figures(
             noise = augment.coloured_noise(rng, len(stream), 8000)
             stream = augment.mix(stream, noise, float(rng.uniform(0, 12)))
         ends = np.cumsum([len(p) for p in parts]) / 8000
-        for e in replay(classifier, stream):
+        for e in replay(classifier, stream, detector):
             if isinstance(e, CryOnset):
                 clip = order[min(int(np.searchsorted(ends, e.t)), len(order) - 1)]
                 alarms[f"{clip.source}|{clip.category}"] += 1
@@ -225,11 +236,14 @@ def false_alarm_figures(
 
 
 def band_limit_figures(
-    classifier: CryClassifier, test: Sequence[Clip], corpus: Path, scores: dict[str, float]
+    classifier: CryClassifier,
+    test: Sequence[Clip],
+    corpus: Path,
+    scores: dict[str, float],
+    threshold: float,
 ) -> dict:
     """Cries and non-cries low-passed (at 16 kHz, before resampling) at 4 and 3 kHz, and
     cries by original bandwidth: a band-limit shortcut would flip these, a sound model not."""
-    threshold = classifier.info.threshold
     out: dict = {}
     for label, is_cry in (("cry_recall", True), ("not_cry_fpr", False)):
         members = [c for c in test if c.is_cry == is_cry]
@@ -255,17 +269,27 @@ def band_limit_figures(
     return out
 
 
-def evaluate(model: Path, split: Split, cache: AudioCache, corpus: Path, seed: int = 0) -> dict:
+def evaluate(
+    model: Path,
+    split: Split,
+    cache: AudioCache,
+    corpus: Path,
+    seed: int = 0,
+    detector: DetectorSettings = DetectorSettings(),
+) -> dict:
+    """Every figure for one model and split; `detector` as in the service's [detector] table."""
     classifier = CryClassifier(model)
-    clips, scores = clip_figures(classifier, split.test, cache)
+    threshold = detector.on_threshold or classifier.info.threshold
+    clips, scores = clip_figures(classifier, split.test, cache, threshold)
     return {
         "model": str(model),
         "split": split.name,
-        "threshold": classifier.info.threshold,
+        "threshold": threshold,
+        "detector": dataclasses.asdict(detector),
         "clip": clips,
-        "events": event_figures(classifier, split.test, cache, seed),
-        "false_alarms": false_alarm_figures(classifier, split.test, cache, seed),
-        "band_limit": band_limit_figures(classifier, split.test, corpus, scores),
+        "events": event_figures(classifier, split.test, cache, seed, detector),
+        "false_alarms": false_alarm_figures(classifier, split.test, cache, seed, detector),
+        "band_limit": band_limit_figures(classifier, split.test, corpus, scores, threshold),
     }
 
 
