@@ -70,10 +70,11 @@ def _train(args: argparse.Namespace, split: Split, cache: AudioCache) -> Path:
     return args.out
 
 
-def _evaluate(args: argparse.Namespace, split: Split, cache: AudioCache) -> dict:
+def _evaluate(
+    args: argparse.Namespace, split: Split, cache: AudioCache, detector: DetectorSettings
+) -> dict:
     from pi_monitor.training.evaluate import evaluate, format_report
 
-    detector = load_settings(args.config).detector if args.config else DetectorSettings()
     report = evaluate(Path(args.model), split, cache, args.corpus, args.seed, detector)
     print(format_report(report))
     if args.report:
@@ -129,8 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         clips = read_manifest(args.corpus)
-        if getattr(args, "config", None):
-            load_settings(args.config)
+        config = getattr(args, "config", None)  # evaluate and loso only
+        detector = load_settings(config).detector if config else DetectorSettings()
     except (FileNotFoundError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         split = _split(args, clips)
         if args.on == "val":
             split = dataclasses.replace(split, name=split.name + ":val", test=split.val)
-        _evaluate(args, split, cache)
+        _evaluate(args, split, cache, detector)
     else:
         runs = args.cache / "runs"
         folds = LOSO_FOLDS if args.fold is None else LOSO_FOLDS[args.fold : args.fold + 1]
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             args.model, args.report = args.out, runs / f"{name}.json"
             split = _split(args, clips)
             _train(args, split, cache)
-            _evaluate(args, split, cache)
+            _evaluate(args, split, cache, detector)
     return 0
 
 

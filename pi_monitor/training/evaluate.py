@@ -20,6 +20,7 @@ import scipy.stats
 
 from pi_monitor.classifier import CryClassifier
 from pi_monitor.config import DetectorSettings
+from pi_monitor.detector import DetectorParams
 from pi_monitor.events import CryOnset, Event, Score
 from pi_monitor.pipeline import Pipeline
 from pi_monitor.training import augment
@@ -279,7 +280,8 @@ def evaluate(
 ) -> dict:
     """Every figure for one model and split; `detector` as in the service's [detector] table."""
     classifier = CryClassifier(model)
-    threshold = detector.on_threshold or classifier.info.threshold
+    info = classifier.info
+    threshold = DetectorParams.resolve(detector, info.threshold, info.off_threshold).on_threshold
     clips, scores = clip_figures(classifier, split.test, cache, threshold)
     return {
         "model": str(model),
