@@ -170,7 +170,7 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     info = CryClassifier(settings.model.path, settings.model.threads).info
-    params = DetectorParams.resolve(settings.detector, info.threshold, info.off_threshold)
+    params = DetectorParams.for_model(settings.detector, info)
     for warning in check_checkin_age(settings.checkin, datetime.date.today()):
         print(f"{args.config}: warning: {warning}", file=sys.stderr)
     print(

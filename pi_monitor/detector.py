@@ -4,15 +4,25 @@ Pure state machine: scores and audio times in, `CryOnset` / `CryEnd` out. A bout
 score reaches the on-threshold and stays at or above the off-threshold for `min_bout_s`; it ends
 once no window has reached the off-threshold for `merge_gap_s`, so breaths and sobs between cries
 do not split it. Times are window centres; `emitted_t` is when the decision could be made.
+
+The onset is dated where the run of windows above the off-threshold began, at most one window
+length before the on-crossing: a cry's first window scores only partly, and the window that
+crosses the on-threshold is typically 0.5 s late. Confirmation still counts from the crossing,
+so back-dating moves `t`, never `emitted_t` or what is a bout.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from pi_monitor.config import ConfigError, DetectorSettings
 from pi_monitor.events import CryEnd, CryOnset, Event
+
+if TYPE_CHECKING:
+    from pi_monitor.classifier import ModelInfo
 
 
 @dataclass(frozen=True)
@@ -23,10 +33,16 @@ class DetectorParams:
     off_threshold: float
     min_bout_s: float
     merge_gap_s: float
+    lookback_s: float  # how far before the on-crossing an onset may be dated
 
     @classmethod
     def resolve(
-        cls, settings: DetectorSettings, model_on: float, model_off: float | None
+        cls,
+        settings: DetectorSettings,
+        *,
+        model_on: float,
+        model_off: float | None,
+        window_s: float,
     ) -> DetectorParams:
         on = settings.on_threshold if settings.on_threshold is not None else model_on
         off = settings.off_threshold
@@ -37,7 +53,14 @@ class DetectorParams:
                 f"'detector.off_threshold' ({off}) must not exceed the on-threshold ({on}); "
                 "lower it or set 'detector.on_threshold'"
             )
-        return cls(on, off, settings.min_bout_s, settings.merge_gap_s)
+        return cls(on, off, settings.min_bout_s, settings.merge_gap_s, window_s)
+
+    @classmethod
+    def for_model(cls, settings: DetectorSettings, info: ModelInfo) -> DetectorParams:
+        """The service's rule: the model's thresholds and window unless the config overrides."""
+        return cls.resolve(
+            settings, model_on=info.threshold, model_off=info.off_threshold, window_s=info.window_s
+        )
 
 
 class _State(Enum):
@@ -52,7 +75,9 @@ class CryDetector:
     def __init__(self, params: DetectorParams) -> None:
         self.params = params
         self._state = _State.IDLE
+        self._lead: deque[tuple[float, float]] = deque()  # (t, score) idle, above off
         self._onset_t = 0.0
+        self._crossing_t = 0.0
         self._last_above_t = 0.0
         self._peak = 0.0
         self._sum = 0.0  # score sum and count up to the last window above the off-threshold
@@ -70,8 +95,9 @@ class CryDetector:
     def update(self, t: float, score: float, decided_t: float) -> list[Event]:
         p = self.params
         if self._state is _State.IDLE:
+            self._remember_lead(t, score)
             if score >= p.on_threshold:
-                self._start(t, score)
+                self._start(t)
                 return self._confirm_if_long(decided_t)
             return []
         if score >= p.off_threshold:
@@ -96,15 +122,27 @@ class CryDetector:
         self._state = _State.IDLE
         return []
 
-    def _start(self, t: float, score: float) -> None:
+    def _remember_lead(self, t: float, score: float) -> None:
+        """Keep the idle windows above the off-threshold within the lookback of `t`."""
+        if score < self.params.off_threshold:
+            self._lead.clear()
+            return
+        self._lead.append((t, score))
+        while self._lead[0][0] < t - self.params.lookback_s - 1e-9:
+            self._lead.popleft()
+
+    def _start(self, t: float) -> None:
+        """A bout may begin: it includes the lead-in run that ends with this crossing."""
         self._state = _State.PENDING
-        self._onset_t = self._last_above_t = t
-        self._peak = self._sum = score
-        self._count = 1
+        self._crossing_t = self._last_above_t = t
+        self._onset_t = self._lead[0][0]
+        scores = [s for _, s in self._lead]
+        self._peak, self._sum, self._count = max(scores), sum(scores), len(scores)
+        self._lead.clear()
 
     def _confirm_if_long(self, decided_t: float) -> list[Event]:
         """Onset once the bout is long enough; its score is the bout's peak so far."""
-        if self._last_above_t - self._onset_t < self.params.min_bout_s:
+        if self._last_above_t - self._crossing_t < self.params.min_bout_s:
             return []
         self._state = _State.CRYING
         return [CryOnset(t=self._onset_t, emitted_t=decided_t, score=self._peak)]

@@ -23,9 +23,7 @@ class Pipeline:
         info = classifier.info
         self.classifier = classifier
         self.features = FeatureExtractor(info.features)
-        self.detector = CryDetector(
-            DetectorParams.resolve(detector, info.threshold, info.off_threshold)
-        )
+        self.detector = CryDetector(DetectorParams.for_model(detector, info))
         self.sample_rate = info.features.sample_rate
         self.samples_seen = 0
         self._frames = np.zeros((0, info.features.n_mels), dtype=np.float32)

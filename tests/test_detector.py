@@ -9,7 +9,9 @@ from pi_monitor.detector import CryDetector, DetectorParams
 from pi_monitor.events import CryEnd, CryOnset
 
 HOP = 0.25
-PARAMS = DetectorParams(on_threshold=0.8, off_threshold=0.5, min_bout_s=0.5, merge_gap_s=2.0)
+PARAMS = DetectorParams(
+    on_threshold=0.8, off_threshold=0.5, min_bout_s=0.5, merge_gap_s=2.0, lookback_s=0.75
+)
 
 
 def run(scores: list[float], params: DetectorParams = PARAMS) -> list:
@@ -59,10 +61,36 @@ def test_stream_end_closes_a_bout_under_way() -> None:
     assert events[-1].emitted_t == pytest.approx(6 * HOP + 0.5)
 
 
+def test_the_onset_is_dated_where_the_run_above_the_off_threshold_began() -> None:
+    events = run([0.1] * 4 + [0.6, 0.7] + [0.9] * 6 + [0.1] * 12)
+    onset, end = events
+    assert onset.t == pytest.approx(4 * HOP)
+    assert onset.emitted_t == pytest.approx(6 * HOP + 0.5 + 0.5)  # still confirmed from crossing
+    assert end.onset_t == onset.t and end.duration_s == pytest.approx(7 * HOP)
+    assert end.mean_score == pytest.approx((0.6 + 0.7 + 6 * 0.9) / 8)
+
+
+def test_back_dating_reaches_at_most_the_lookback_before_the_crossing() -> None:
+    events = run([0.1] * 2 + [0.6] * 10 + [0.9] * 6 + [0.1] * 12)
+    assert events[0].t == pytest.approx(12 * HOP - PARAMS.lookback_s)
+
+
+def test_a_run_broken_below_the_off_threshold_does_not_back_date() -> None:
+    events = run([0.6, 0.6, 0.2] + [0.9] * 6 + [0.1] * 12)
+    assert events[0].t == pytest.approx(3 * HOP)
+
+
+def test_a_lead_in_alone_does_not_make_a_bout_longer_than_it_is() -> None:
+    assert run([0.7] * 3 + [0.9, 0.2] + [0.1] * 10) == []
+
+
 def test_thresholds_default_to_the_model_and_off_must_not_exceed_on() -> None:
-    params = DetectorParams.resolve(DetectorSettings(), model_on=0.7, model_off=None)
+    def resolve(settings: DetectorSettings, model_off: float | None) -> DetectorParams:
+        return DetectorParams.resolve(settings, model_on=0.7, model_off=model_off, window_s=0.8)
+
+    params = resolve(DetectorSettings(), model_off=None)
     assert (params.on_threshold, params.off_threshold) == (0.7, pytest.approx(0.42))
-    params = DetectorParams.resolve(DetectorSettings(), model_on=0.7, model_off=0.4)
-    assert params.off_threshold == 0.4
+    assert params.lookback_s == 0.8
+    assert resolve(DetectorSettings(), model_off=0.4).off_threshold == 0.4
     with pytest.raises(ConfigError, match=r"detector\.off_threshold"):
-        DetectorParams.resolve(DetectorSettings(off_threshold=0.9), model_on=0.7, model_off=None)
+        resolve(DetectorSettings(off_threshold=0.9), model_off=None)

@@ -281,7 +281,7 @@ def evaluate(
     """Every figure for one model and split; `detector` as in the service's [detector] table."""
     classifier = CryClassifier(model)
     info = classifier.info
-    threshold = DetectorParams.resolve(detector, info.threshold, info.off_threshold).on_threshold
+    threshold = DetectorParams.for_model(detector, info).on_threshold
     clips, scores = clip_figures(classifier, split.test, cache, threshold)
     return {
         "model": str(model),
