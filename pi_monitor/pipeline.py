@@ -2,7 +2,9 @@
 
 It counts audio time itself (samples seen / rate), so live and replay agree decision for
 decision. Windows are cut from the frame stream at fixed frame indices, so the scores do not
-depend on how the audio was split into blocks.
+depend on how the audio was split into blocks. Blocks wait, unprocessed, until they complete the
+next window: live capture delivers ten small blocks a second and a window is due about four
+times a second, so this halves the calls into numpy without delaying any score.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class Pipeline:
         self.detector = CryDetector(DetectorParams.for_model(detector, info))
         self.sample_rate = info.features.sample_rate
         self.samples_seen = 0
+        self._waiting: list[np.ndarray] = []  # blocks not yet turned into frames
         self._frames = np.zeros((0, info.features.n_mels), dtype=np.float32)
         self._frames_start = 0  # stream index of self._frames[0]
         self._next_window = 0  # stream frame index where the next window starts
@@ -38,18 +41,18 @@ class Pipeline:
     def process(self, block: np.ndarray) -> list[Event]:
         """Scores for every window completed by this block, each followed by its decisions."""
         self.samples_seen += len(block)
-        frames = self.features.process(block)
-        if len(frames) == 0:
-            return []
-        self._frames = np.concatenate((self._frames, frames))
+        self._waiting.append(block)
         info = self.classifier.info
         size, hop = info.window_frames, info.window_hop_frames
+        if self.samples_seen < self._sample_end(self._next_window + size - 1):
+            return []
+        frames = self.features.process(np.concatenate(self._waiting))
+        self._waiting.clear()
+        self._frames = np.concatenate((self._frames, frames))
         available = self._frames_start + len(self._frames)
         starts = np.arange(self._next_window, available - size + 1, hop)
-        if len(starts) == 0:
-            return []
-        view = np.lib.stride_tricks.sliding_window_view(self._frames, size, axis=0)
-        windows = np.ascontiguousarray(view[starts - self._frames_start].transpose(0, 2, 1))
+        rows = starts[:, None] - self._frames_start + np.arange(size)
+        windows = self._frames[rows]
         scores, logits = self.classifier.predict(windows)
         self._next_window = int(starts[-1]) + hop
         keep_from = min(self._next_window, available)  # a hop longer than a window skips frames
@@ -61,11 +64,16 @@ class Pipeline:
         """End of stream: close a bout under way."""
         return self.detector.finish(self.time_s)
 
+    def _sample_end(self, frame: int | np.ndarray) -> int | np.ndarray:
+        """Stream samples needed to complete a frame."""
+        p = self.features.params
+        return frame * p.hop_length + p.n_fft
+
     def _decide(self, starts: np.ndarray, scores: np.ndarray, logits: np.ndarray) -> list[Event]:
         p = self.features.params
         size = self.classifier.info.window_frames
         centres = p.frame_time(starts + (size - 1) / 2)
-        ends = ((starts + size - 1) * p.hop_length + p.n_fft) / p.sample_rate
+        ends = self._sample_end(starts + size - 1) / p.sample_rate
         events: list[Event] = []
         for t, end, score, logit in zip(
             centres.tolist(), ends.tolist(), scores.tolist(), logits.tolist(), strict=True

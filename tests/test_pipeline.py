@@ -48,3 +48,18 @@ def test_scores_come_every_window_hop_at_window_centres(test_model) -> None:
     # First window: frames 0..99 of 10 ms (256-sample FFT at 8 kHz); its centre is 0.511 s.
     assert times[0] == pytest.approx(0.511)
     assert pipeline.time_s == pytest.approx(5.0)
+
+
+def test_each_score_comes_with_the_sample_that_completes_its_window(test_model) -> None:
+    """Blocks wait until a window is due; the wait must never hold a score back."""
+    classifier = CryClassifier(test_model)
+    info = classifier.info
+    p = info.features
+    pipeline = Pipeline(classifier, DetectorSettings())
+    arrivals = []
+    for n in range(1, 2 * p.sample_rate + 1):
+        if any(isinstance(e, Score) for e in pipeline.process(np.zeros(1, np.float32))):
+            arrivals.append(n)
+    last_frames = np.arange(len(arrivals)) * info.window_hop_frames + info.window_frames - 1
+    assert len(arrivals) >= 3
+    assert arrivals == (last_frames * p.hop_length + p.n_fft).tolist()
