@@ -209,7 +209,9 @@ def false_alarm_figures(
     detector: DetectorSettings = DetectorSettings(),
 ) -> dict:
     """Onsets per hour on every unseen non-cry clip played end to end, twice: as recorded, and
-    over generated fan/white noise; each false alarm is blamed on the clip it started in."""
+    over generated fan/white noise. Each false alarm is blamed on the clip playing when the
+    score crossed the on-threshold, not at its back-dated `t`, which may lie in the clip before."""
+    crossing_lag = classifier.info.window_s / 2 + detector.min_bout_s
     negatives = [c for c in test if not c.is_cry]
     rng = np.random.default_rng([seed, 7])
     seconds = 0.0
@@ -224,7 +226,8 @@ def false_alarm_figures(
         ends = np.cumsum([len(p) for p in parts]) / 8000
         for e in replay(classifier, stream, detector):
             if isinstance(e, CryOnset):
-                clip = order[min(int(np.searchsorted(ends, e.t)), len(order) - 1)]
+                at = np.searchsorted(ends, e.emitted_t - crossing_lag)
+                clip = order[min(int(at), len(order) - 1)]
                 alarms[f"{clip.source}|{clip.category}"] += 1
         seconds += len(stream) / 8000
     total = sum(alarms.values())
