@@ -23,12 +23,7 @@ from pi_monitor.training.corpus import (
     leave_one_source_out,
     read_manifest,
 )
-from pi_monitor.training.examples import (
-    FRONT_END,
-    WINDOW_FRAMES,
-    ExampleSampler,
-    _active_starts,
-)
+from pi_monitor.training.examples import FRONT_END, WINDOW_FRAMES, ExampleSampler
 
 SR = 16000
 HEADER = "path,label,category,source,group,license,orig_sr,duration_s\n"
@@ -153,22 +148,6 @@ def test_spectral_masks_blank_bands_only_in_masked_examples(
     masked = ExampleSampler(clips, cache, Mixing(spec_mask=1.0)).batch(np.random.default_rng(2), 16)
     changed = [not np.array_equal(p, m) for p, m in zip(plain[0], masked[0], strict=True)]
     assert 0 < sum(changed) <= 16
-
-
-def test_active_windows_reach_down_to_the_floor_but_never_silence() -> None:
-    """A bout's quieter first cries are training positives; the pauses between cries are not."""
-    rng = np.random.default_rng(0)
-    second = 8000
-    loud = rng.standard_normal(2 * second)
-    quieter = loud * 10 ** (-8 / 20)  # 8 dB down: a first whimper
-    audio = np.concatenate((np.zeros(2 * second), quieter, loud)).astype(np.float32)
-    n = second
-
-    def covered(floor_db: float) -> set[int]:
-        return {int(s) // second for s in _active_starts(audio, n, floor_db) if s % second == 0}
-
-    assert covered(-4.8) == {4, 5}
-    assert covered(-10.0) == {2, 3, 4, 5}
 
 
 def test_sampler_batches_are_features_of_the_service_front_end(

@@ -67,8 +67,6 @@ class Mixing:
     reverb: float = 0.3
     band_limit: float = 0.35
     spec_mask: float = 0.5
-    cry_active_db: float = -10.0  # cry windows within this of the clip's loudest window
-    negative_active_db: float = -4.8
 
 
 def _by_source(clips: Sequence[Clip]) -> list[list[Clip]]:
@@ -107,8 +105,7 @@ class ExampleSampler:
             return x[start : start + self.n]
         starts = self._active.get(clip.path)
         if starts is None:
-            floor = self.mixing.cry_active_db if clip.is_cry else self.mixing.negative_active_db
-            starts = self._active[clip.path] = _active_starts(x, self.n, floor)
+            starts = self._active[clip.path] = _active_starts(x, self.n)
         start = int(rng.choice(starts))
         return x[start : start + self.n]
 
@@ -181,15 +178,13 @@ def _mask(rng: np.random.Generator, frames: np.ndarray) -> None:
     frames[first : first + span] = fill
 
 
-def _active_starts(x: np.ndarray, n: int, floor_db: float, hop: int = 400) -> np.ndarray:
-    """Window starts whose energy is within `floor_db` of the clip's loudest window.
+def _active_starts(x: np.ndarray, n: int, hop: int = 400) -> np.ndarray:
+    """Window starts whose energy is at least a third of the clip's loudest window.
 
     Cry clips contain breaths and pauses; a window of silence labelled 'cry' teaches nothing.
-    But the first, quieter cries of a bout are cries too: a floor near the loudest teaches the
-    model to fire only once the crying is at full strength, seconds late. Half the negatives are
-    drawn this way too, so a cat's meow is seen, not the quiet around it.
+    Half the negatives are drawn this way too, so a cat's meow is seen, not the quiet around it.
     """
     starts = np.arange(0, len(x) - n + 1, hop)
     cumulative = np.concatenate(([0.0], np.cumsum(np.square(x, dtype=np.float64))))
     energy = cumulative[starts + n] - cumulative[starts]
-    return starts[energy >= energy.max() * 10 ** (floor_db / 10)]
+    return starts[energy >= energy.max() / 3]
