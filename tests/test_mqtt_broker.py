@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,16 @@ def publisher_factory(tmp_path: Path):
     yield make
     for p in made:
         p.stop()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Poll for publisher-side state, which no subscriber message signals."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.005)
+    return True
 
 
 def seqs_of(messages) -> list[int]:
@@ -136,10 +147,7 @@ def test_events_arrive_in_order_after_broker_is_killed_mid_stream(broker, publis
     killed_at = len(produced)
     # Acknowledgements the broker sent before dying may still sit in the socket; the publisher
     # reads them before it sees the connection close, so only then is the outbox final.
-    deadline = time.monotonic() + 10
-    while pub.connected and time.monotonic() < deadline:
-        time.sleep(0.005)
-    assert not pub.connected, "publisher never noticed the broker was gone"
+    assert wait_until(lambda: not pub.connected), "publisher never noticed the broker was gone"
     unacked = pub.outbox.peek(0, total)
     # From here on every event is the publisher's to deliver. Events the broker had already
     # acknowledged when SIGKILLed may die with it (mosquitto acks before it persists).
@@ -241,9 +249,7 @@ def test_malformed_commands_are_ignored_and_leave_state_as_it_was(broker, publis
     for name, payload in MALFORMED:
         publish_raw(broker, topics.command(name), payload)
     publish_raw(broker, topics.command("checked_in"), b"PRESS")
-    deadline = time.monotonic() + 10
-    while not received and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: bool(received))
 
     assert received == [CheckedIn()], "only the valid command gets through"
     assert service_state[0] == MonitorState(method="responsive", session=True)
