@@ -28,10 +28,12 @@ class Pipeline:
         self.detector = CryDetector(DetectorParams.for_model(detector, info))
         self.sample_rate = info.features.sample_rate
         self.samples_seen = 0
+        self._size, self._hop = info.window_frames, info.window_hop_frames
         self._waiting: list[np.ndarray] = []  # blocks not yet turned into frames
         self._frames = np.zeros((0, info.features.n_mels), dtype=np.float32)
         self._frames_start = 0  # stream index of self._frames[0]
         self._next_window = 0  # stream frame index where the next window starts
+        self._due = self._sample_end(self._size - 1)  # samples that complete the next window
 
     @property
     def time_s(self) -> float:
@@ -42,20 +44,26 @@ class Pipeline:
         """Scores for every window completed by this block, each followed by its decisions."""
         self.samples_seen += len(block)
         self._waiting.append(block)
-        info = self.classifier.info
-        size, hop = info.window_frames, info.window_hop_frames
-        if self.samples_seen < self._sample_end(self._next_window + size - 1):
+        if self.samples_seen < self._due:
             return []
-        frames = self.features.process(np.concatenate(self._waiting))
-        self._waiting.clear()
+        waiting = self._waiting
+        frames = self.features.process(waiting[0] if len(waiting) == 1 else np.concatenate(waiting))
+        waiting.clear()
         self._frames = np.concatenate((self._frames, frames))
-        available = self._frames_start + len(self._frames)
-        starts = np.arange(self._next_window, available - size + 1, hop)
-        rows = starts[:, None] - self._frames_start + np.arange(size)
-        windows = self._frames[rows]
+        size, hop = self._size, self._hop
+        first = self._next_window - self._frames_start
+        count = (len(self._frames) - first - size) // hop + 1
+        if count == 1:  # live: a view, no copy
+            windows = self._frames[None, first : first + size]
+        else:
+            rows = first + hop * np.arange(count)[:, None] + np.arange(size)
+            windows = self._frames[rows]
         scores, logits = self.classifier.predict(windows)
-        self._next_window = int(starts[-1]) + hop
-        keep_from = min(self._next_window, available)  # a hop longer than a window skips frames
+        starts = self._next_window + hop * np.arange(count)
+        self._next_window += hop * count
+        self._due = self._sample_end(self._next_window + size - 1)
+        # a hop longer than a window skips frames
+        keep_from = min(self._next_window, self._frames_start + len(self._frames))
         self._frames = self._frames[keep_from - self._frames_start :]
         self._frames_start = keep_from
         return self._decide(starts, scores, logits)
@@ -71,13 +79,12 @@ class Pipeline:
 
     def _decide(self, starts: np.ndarray, scores: np.ndarray, logits: np.ndarray) -> list[Event]:
         p = self.features.params
-        size = self.classifier.info.window_frames
-        centres = p.frame_time(starts + (size - 1) / 2)
-        ends = self._sample_end(starts + size - 1) / p.sample_rate
         events: list[Event] = []
-        for t, end, score, logit in zip(
-            centres.tolist(), ends.tolist(), scores.tolist(), logits.tolist(), strict=True
+        for start, score, logit in zip(
+            starts.tolist(), scores.tolist(), logits.tolist(), strict=True
         ):
+            t = p.frame_time(start + (self._size - 1) / 2)
+            decided_t = self._sample_end(start + self._size - 1) / p.sample_rate
             events.append(Score(t=t, score=score, logit=logit))
-            events.extend(self.detector.update(t, score, end))
+            events.extend(self.detector.update(t, score, decided_t))
         return events
