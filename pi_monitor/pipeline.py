@@ -72,7 +72,7 @@ class Pipeline:
         """End of stream: close a bout under way."""
         return self.detector.finish(self.time_s)
 
-    def _sample_end(self, frame: int | np.ndarray) -> int | np.ndarray:
+    def _sample_end(self, frame: int) -> int:
         """Stream samples needed to complete a frame."""
         p = self.features.params
         return frame * p.hop_length + p.n_fft
