@@ -15,7 +15,7 @@ from pi_monitor.classifier import CryClassifier
 from pi_monitor.config import DetectorSettings
 from pi_monitor.detector import CryDetector, DetectorParams
 from pi_monitor.events import Event, Score
-from pi_monitor.features import FeatureExtractor
+from pi_monitor.features import FeatureExtractor, strided_frames
 
 
 class Pipeline:
@@ -33,7 +33,6 @@ class Pipeline:
         self._frames = np.zeros((0, info.features.n_mels), dtype=np.float32)
         self._frames_start = 0  # stream index of self._frames[0]
         self._next_window = 0  # stream frame index where the next window starts
-        self._due = self._sample_end(self._size - 1)  # samples that complete the next window
 
     @property
     def time_s(self) -> float:
@@ -44,24 +43,19 @@ class Pipeline:
         """Scores for every window completed by this block, each followed by its decisions."""
         self.samples_seen += len(block)
         self._waiting.append(block)
-        if self.samples_seen < self._due:
-            return []
-        waiting = self._waiting
-        frames = self.features.process(waiting[0] if len(waiting) == 1 else np.concatenate(waiting))
-        waiting.clear()
-        self._frames = np.concatenate((self._frames, frames))
         size, hop = self._size, self._hop
-        first = self._next_window - self._frames_start
-        count = (len(self._frames) - first - size) // hop + 1
-        if count == 1:  # live: a view, no copy
-            windows = self._frames[None, first : first + size]
-        else:
-            rows = first + hop * np.arange(count)[:, None] + np.arange(size)
-            windows = self._frames[rows]
+        if self.samples_seen < self._sample_end(self._next_window + size - 1):
+            return []
+        frames = self.features.process(np.concatenate(self._waiting))
+        self._waiting.clear()
+        self._frames = np.concatenate((self._frames, frames))
+        # Every complete window from the next one on, as one view of the frame buffer.
+        n_mels = self._frames.shape[1]
+        ahead = self._frames[self._next_window - self._frames_start :].ravel()
+        windows = strided_frames(ahead, size * n_mels, hop * n_mels).reshape(-1, size, n_mels)
         scores, logits = self.classifier.predict(windows)
-        starts = self._next_window + hop * np.arange(count)
-        self._next_window += hop * count
-        self._due = self._sample_end(self._next_window + size - 1)
+        starts = range(self._next_window, self._next_window + hop * len(windows), hop)
+        self._next_window = starts.stop
         # a hop longer than a window skips frames
         keep_from = min(self._next_window, self._frames_start + len(self._frames))
         self._frames = self._frames[keep_from - self._frames_start :]
@@ -77,12 +71,10 @@ class Pipeline:
         p = self.features.params
         return frame * p.hop_length + p.n_fft
 
-    def _decide(self, starts: np.ndarray, scores: np.ndarray, logits: np.ndarray) -> list[Event]:
+    def _decide(self, starts: range, scores: np.ndarray, logits: np.ndarray) -> list[Event]:
         p = self.features.params
         events: list[Event] = []
-        for start, score, logit in zip(
-            starts.tolist(), scores.tolist(), logits.tolist(), strict=True
-        ):
+        for start, score, logit in zip(starts, scores.tolist(), logits.tolist(), strict=True):
             t = p.frame_time(start + (self._size - 1) / 2)
             decided_t = self._sample_end(start + self._size - 1) / p.sample_rate
             events.append(Score(t=t, score=score, logit=logit))
