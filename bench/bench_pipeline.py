@@ -27,7 +27,7 @@ import soundfile
 from pi_monitor.audio import Resampler
 from pi_monitor.classifier import CryClassifier
 from pi_monitor.config import DEFAULT_MODEL, DetectorSettings
-from pi_monitor.features import FeatureExtractor
+from pi_monitor.features import FeatureExtractor, FeatureParams
 from pi_monitor.pipeline import Pipeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -51,9 +51,9 @@ class PrecomputedFrames:
     """Stands in for the feature extractor: hands out frames computed beforehand, as many per
     block as the real one would, so the pipeline's cost without the feature maths is left."""
 
-    def __init__(self, extractor: FeatureExtractor, audio: np.ndarray) -> None:
-        self.params = extractor.params
-        self._frames = extractor.batch(audio)
+    def __init__(self, params: FeatureParams, frames: np.ndarray) -> None:
+        self.params = params
+        self._frames = frames
         self._samples = self._done = 0
 
     def process(self, block: np.ndarray) -> np.ndarray:
@@ -64,21 +64,30 @@ class PrecomputedFrames:
         return frames
 
 
-def pipeline_cpu(model: Path, seconds: float, block_s: float, without: str = "") -> float:
+def pipeline_cpu(
+    model: Path,
+    seconds: float,
+    block_s: float,
+    *,
+    model_free: bool = False,
+    features_free: bool = False,
+) -> float:
     """CPU seconds per audio-second for features + model + detector, audio made beforehand.
 
-    `without` naming "model" and/or "features" swaps those stages for stand-ins that cost
-    nothing, so the difference from the whole is that stage's share."""
+    `model_free` / `features_free` swap that stage for a stand-in that costs nothing, so the
+    difference from the whole is the stage's share."""
     classifier = CryClassifier(model)
-    rate = classifier.info.features.sample_rate
-    blocks = list(night_blocks(rate, seconds, block_s))
+    params = classifier.info.features
+    blocks = list(night_blocks(params.sample_rate, seconds, block_s))
+    if features_free:
+        frames = FeatureExtractor(params).batch(np.concatenate(blocks))
     best = float("inf")
     for _ in range(REPEATS):
         pipeline = Pipeline(classifier, DetectorSettings())
-        if "model" in without:
+        if model_free:
             pipeline.classifier = ConstantScores(classifier)
-        if "features" in without:
-            pipeline.features = PrecomputedFrames(pipeline.features, np.concatenate(blocks))
+        if features_free:
+            pipeline.features = PrecomputedFrames(params, frames)
         start = time.process_time()
         for block in blocks:
             pipeline.process(block)
@@ -149,9 +158,9 @@ def main() -> None:
             f"= {per_s * 3600:.2f} CPU-s per audio-hour, real-time factor {1 / per_s:,.0f}x "
             f"(target <= 0.5 ms)"
         )
-    no_model = pipeline_cpu(args.model, args.cpu_seconds, 0.1, without="model")
-    no_features = pipeline_cpu(args.model, args.cpu_seconds, 0.1, without="features")
-    rest = pipeline_cpu(args.model, args.cpu_seconds, 0.1, without="model features")
+    no_model = pipeline_cpu(args.model, args.cpu_seconds, 0.1, model_free=True)
+    no_features = pipeline_cpu(args.model, args.cpu_seconds, 0.1, features_free=True)
+    rest = pipeline_cpu(args.model, args.cpu_seconds, 0.1, model_free=True, features_free=True)
     print(
         f"live blocks, each stage's share by swapping it for a free stand-in: model call "
         f"{(live - no_model) * 1e3:.3f} ms, features {(live - no_features) * 1e3:.3f} ms, "
