@@ -36,7 +36,7 @@ from pi_monitor.nightlog import JournaledCoach, NightLog, NightLogError
 from pi_monitor.notify import Notifier, WatchdogPacer
 from pi_monitor.pipeline import Pipeline
 from pi_monitor.replay import EventSink
-from pi_monitor.state import MonitorState, apply_command, apply_event, with_problem
+from pi_monitor.state import apply_command, apply_event, resumed, with_problem
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,6 @@ class Service:
         self.health = MicHealth(a.silence_floor_dbfs, a.silence_timeout_s, a.lost_after_s)
         self.watchdog = WatchdogPacer(self.notifier.watchdog_s)
         self.clock = WallClock()
-        self.state = MonitorState(method=settings.checkin.method)
         self.commands: queue.Queue[commands.Command] = queue.Queue()
         self.pipeline: Pipeline | None = None
         self._offset = 0.0  # service time of the current stream's audio time 0
@@ -127,6 +126,9 @@ class Service:
         origin = datetime.datetime.fromtimestamp(self.clock.wall(0.0)).astimezone()
         self.nightlog = NightLog.in_state_dir(settings.service.state_dir)
         self.coach = JournaledCoach.open(settings.checkin, self.nightlog, origin)
+        status = self.coach.status()
+        due = status.next_checkin_t
+        self.state = resumed(status, None if due is None else self.clock.iso(due))
 
     def on_command(self, command: commands.Command) -> None:
         """MQTT thread: hand the command to the loop, which applies it in order."""

@@ -11,6 +11,7 @@ import datetime as dt
 from dataclasses import dataclass, replace
 from typing import Any
 
+from pi_monitor.checkin import CoachStatus
 from pi_monitor.commands import Command, SetMethod, SetSession
 
 HEALTH_REASONS = ("mic_lost", "mic_silent", "pipeline_stalled")
@@ -95,6 +96,17 @@ def apply_command(state: MonitorState, command: Command) -> MonitorState:
             return replace(state, session=True, tonight_cry_s=0.0, next_checkin=None)
         return replace(state, session=command.on)
     return state
+
+
+def resumed(coach: CoachStatus, next_checkin: str | None) -> MonitorState:
+    """The state at start-up, from the coach as the night log gave it back: after a restart in
+    the night HA must show the session still on, tonight's crying and the check-in due."""
+    return MonitorState(
+        method=coach.method,
+        session=coach.session,
+        tonight_cry_s=coach.night_cry_s,
+        next_checkin=next_checkin,
+    )
 
 
 def with_problem(state: MonitorState, on: bool, detail: str = "") -> MonitorState:

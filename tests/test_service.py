@@ -264,3 +264,32 @@ def test_home_assistant_commands_reach_the_coach_in_order(tmp_path: Path, test_m
     answer = service.coach.coach.last_answer
     assert answer is not None and answer.checkin == 1
     assert not service.state.session and not service.coach.status().session
+
+
+def test_a_restart_mid_session_shows_the_session_and_tonights_crying_again(
+    tmp_path: Path, test_model: Path
+) -> None:
+    from pi_monitor import commands
+
+    clock = FakeTime()
+
+    def start() -> Service:
+        loud = list(noise_blocks(3.0, RATE, BLOCK, LOUD))
+        return Service(
+            make_settings(tmp_path, test_model),
+            CryClassifier(test_model, 1),
+            backend=FakeBackend(streams=[(loud, False)]),
+            edges=clock.edges(),
+        )
+
+    before = start()
+    before.on_command(commands.SetSession(True))
+    run_until(before, lambda: before.state.tonight_cry_s > 0 and before.now >= 3.0)
+    cried = before.coach.status().night_cry_s
+    before._shutdown()
+
+    after = start()  # systemd restarted the service in the night
+    assert after.state.session, "HA's session switch must stay on after a restart"
+    assert after.state.tonight_cry_s == pytest.approx(cried)
+    assert after.state.method == "responsive"
+    assert after.state.next_checkin is not None
