@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pi_monitor.config import METHODS as CHECKIN_METHODS
+from pi_monitor.config import ConfigError, Settings, with_choice
 
 MAX_PAYLOAD_BYTES = 64
 
@@ -36,8 +37,15 @@ class CheckedIn:
     """A parent went in (button entity)."""
 
 
-Command = SetMethod | SetSession | CheckedIn
-COMMAND_NAMES = ("method", "session", "checked_in")
+@dataclass(frozen=True)
+class SetMinBout:
+    """How long crying must last before it is reported (number entity, `detector.min_bout_s`)."""
+
+    seconds: float
+
+
+Command = SetMethod | SetSession | CheckedIn | SetMinBout
+COMMAND_NAMES = ("method", "session", "checked_in", "min_bout_s")
 
 
 def parse_command(name: str, payload: bytes) -> Command:
@@ -58,6 +66,20 @@ def parse_command(name: str, payload: bytes) -> Command:
         if text not in ("ON", "OFF"):
             raise CommandError(f"set/session: {text!r} is not ON or OFF")
         return SetSession(text == "ON")
+    if name == "min_bout_s":
+        return SetMinBout(_seconds(text))
     if text != "PRESS":
         raise CommandError(f"set/checked_in: {text!r} is not PRESS")
     return CheckedIn()
+
+
+def _seconds(text: str) -> float:
+    """A number of seconds in the range the config file allows for `detector.min_bout_s`."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise CommandError(f"set/min_bout_s: {text!r} is not a number of seconds") from None
+    try:
+        return with_choice(Settings(), "detector.min_bout_s", value).detector.min_bout_s
+    except ConfigError as e:
+        raise CommandError(f"set/min_bout_s: {e}") from None

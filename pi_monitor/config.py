@@ -21,6 +21,7 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = REPO_ROOT / "models" / "cry.onnx"
+MIN_BOUT_MAX_S = 5.0  # a longer confirmation would alert a parent too late to be of use
 
 
 class ConfigError(ValueError):
@@ -57,7 +58,7 @@ class DetectorSettings:
         None, "score below which a bout may end; unset = model's or 0.6 x on", min=0.0, max=1.0
     )
     min_bout_s: float = setting(
-        0.5, "crying must last this long before cry_onset", min=0.0, max=30.0
+        0.5, "crying must last this long before cry_onset", min=0.0, max=MIN_BOUT_MAX_S
     )
     merge_gap_s: float = setting(
         3.0, "pauses shorter than this (breaths, sobs) do not end a bout", min=0.0, max=120.0
@@ -278,6 +279,28 @@ def settings_from_dict(data: dict[str, Any]) -> Settings:
     settings = _build(Settings, data, "")
     _check_cross_fields(settings)
     return settings
+
+
+# The keys a parent may also change from Home Assistant (select and number entities).
+CHOICES = ("checkin.method", "detector.min_bout_s")
+
+
+def choice_value(settings: Settings, key: str) -> Any:
+    """The value of one of `CHOICES` ("section.name") in `settings`."""
+    section_name, name = key.split(".")
+    return getattr(getattr(settings, section_name), name)
+
+
+def with_choice(settings: Settings, key: str, value: Any) -> Settings:
+    """`settings` with one of `CHOICES` set to `value`, checked exactly as the config file's."""
+    section_name, name = key.split(".")
+    section = getattr(settings, section_name)
+    hint = typing.get_type_hints(type(section))[name]
+    meta = {f.name: f for f in dataclasses.fields(section)}[name].metadata
+    section = dataclasses.replace(section, **{name: _check_value(key, value, hint, meta)})
+    changed = dataclasses.replace(settings, **{section_name: section})
+    _check_cross_fields(changed)
+    return changed
 
 
 def _build(cls: type, table: Any, prefix: str) -> Any:

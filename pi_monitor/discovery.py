@@ -12,7 +12,7 @@ from typing import Any
 
 from pi_monitor import __version__
 from pi_monitor.commands import CHECKIN_METHODS
-from pi_monitor.config import MqttSettings
+from pi_monitor.config import MIN_BOUT_MAX_S, MqttSettings
 from pi_monitor.events import EVENT_TYPES
 
 ONLINE, OFFLINE = "online", "offline"
@@ -164,6 +164,23 @@ def discovery_configs(settings: MqttSettings) -> dict[str, dict[str, Any]]:
                 "command_topic": topics.command("method"),
                 "state_topic": state,
                 "value_template": _state_value("method"),
+            },
+        ),
+        (
+            "number",
+            "cry_confirmation",
+            {
+                "name": "Cry confirmation time",
+                "icon": "mdi:timer-sand",
+                "entity_category": "config",
+                "command_topic": topics.command("min_bout_s"),
+                "state_topic": state,
+                "value_template": _state_value("min_bout_s"),
+                "min": 0.0,
+                "max": MIN_BOUT_MAX_S,
+                "step": 0.25,
+                "mode": "slider",
+                "unit_of_measurement": "s",
             },
         ),
         (

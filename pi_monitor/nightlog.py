@@ -1,8 +1,9 @@
 """The night log: a SQLite file in the state directory with every sleep-training night.
 
-It keeps two things: the coach's inputs for each night (detector events and parent commands),
-so a restart mid-night rebuilds the coach by replaying them (same episode, same check-in count),
-and the coach's outputs (check-ins, answers, settled episodes, escalations) for the report.
+It keeps the coach's inputs for each night (detector events and parent commands), so a restart
+mid-night rebuilds the coach by replaying them (same episode, same check-in count), the coach's
+outputs (check-ins, answers, settled episodes, escalations) for the report, and the settings a
+parent chose in Home Assistant, so those outlast a restart too.
 Times are stored as Unix epoch seconds: audio time restarts at 0 with every stream, so each
 stream's `origin` (the epoch of its audio time 0) converts both ways.
 """
@@ -77,6 +78,11 @@ CREATE TABLE IF NOT EXISTS checkins (
     answered REAL,
     response_s REAL
 );
+CREATE TABLE IF NOT EXISTS choices (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    config_value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS escalations (
     id INTEGER PRIMARY KEY,
     night_id INTEGER NOT NULL REFERENCES nights(id),
@@ -141,6 +147,20 @@ class NightLog:
     def _write(self, sql: str, args: tuple[Any, ...]) -> int:
         with self._db:
             return self._db.execute(sql, args).lastrowid or 0
+
+    def choices(self) -> dict[str, tuple[Any, Any]]:
+        """Settings chosen in Home Assistant: key -> (value, the config file's value back then)."""
+        rows = self._db.execute("SELECT key, value, config_value FROM choices").fetchall()
+        return {key: (json.loads(value), json.loads(then)) for key, value, then in rows}
+
+    def remember_choice(self, key: str, value: Any, config_value: Any) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO choices (key, value, config_value) VALUES (?, ?, ?)",
+            (key, json.dumps(value), json.dumps(config_value)),
+        )
+
+    def forget_choice(self, key: str) -> None:
+        self._write("DELETE FROM choices WHERE key = ?", (key,))
 
     def nights(self, last: int | None = None) -> list[Night]:
         """Nights in evening order; `last` keeps only the most recent ones."""

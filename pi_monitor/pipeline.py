@@ -34,6 +34,10 @@ class Pipeline:
         self._frames_start = 0  # stream index of self._frames[0]
         self._next_window = 0  # stream frame index where the next window starts
 
+    def set_detector(self, settings: DetectorSettings) -> None:
+        """Decide with new settings from the next window on (a parent's choice from HA)."""
+        self.detector.params = DetectorParams.for_model(settings, self.classifier.info)
+
     @property
     def time_s(self) -> float:
         """Audio seconds heard so far."""

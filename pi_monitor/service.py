@@ -28,7 +28,14 @@ from pi_monitor import checkin, commands
 from pi_monitor.capture import CaptureError, MicSource, SoundDeviceBackend
 from pi_monitor.checkin import CommandRefused
 from pi_monitor.classifier import CryClassifier
-from pi_monitor.config import ConfigError, Settings
+from pi_monitor.config import (
+    CHOICES,
+    ConfigError,
+    Settings,
+    check_checkin_age,
+    choice_value,
+    with_choice,
+)
 from pi_monitor.events import CryEnd, CryOnset, Event, Score
 from pi_monitor.health import MicHealth, level_dbfs
 from pi_monitor.mqtt import MqttPublisher, backoff_delay
@@ -98,7 +105,7 @@ class Service:
         sinks: list[EventSink] | None = None,
         edges: Edges = Edges(),
     ) -> None:
-        self.settings = settings
+        self.config = settings  # as the file says; `self.settings` adds the parent's HA choices
         self.classifier = classifier
         self.publisher = publisher
         self.notifier = notifier or Notifier()
@@ -125,10 +132,38 @@ class Service:
         self.clock.observe(0.0, edges.wall())
         origin = datetime.datetime.fromtimestamp(self.clock.wall(0.0)).astimezone()
         self.nightlog = NightLog.in_state_dir(settings.service.state_dir)
-        self.coach = JournaledCoach.open(settings.checkin, self.nightlog, origin)
+        self.settings = self._recall_choices(origin.date())
+        self.coach = JournaledCoach.open(self.settings.checkin, self.nightlog, origin)
         status = self.coach.status()
         due = status.next_checkin_t
-        self.state = resumed(status, None if due is None else self.clock.iso(due))
+        self.state = resumed(
+            status, None if due is None else self.clock.iso(due), self.settings.detector.min_bout_s
+        )
+
+    def _recall_choices(self, today: datetime.date) -> Settings:
+        """The config with the parent's choices from Home Assistant; editing a key in the config
+        file after a choice hands that key back to the file."""
+        settings = self.config
+        for key, (value, config_then) in self.nightlog.choices().items():
+            in_file = choice_value(self.config, key) if key in CHOICES else None
+            if in_file != config_then:
+                log.info("'%s' was edited in the config file since HA chose %r", key, value)
+                self.nightlog.forget_choice(key)
+                continue
+            try:
+                chosen = with_choice(settings, key, value)
+                check_checkin_age(chosen.checkin, today)
+            except ConfigError as e:
+                log.warning("%s: HA's choice no longer applies (%s)", self.nightlog.path, e)
+                self.nightlog.forget_choice(key)
+                continue
+            log.info("'%s' = %r as chosen in Home Assistant (config file: %r)", key, value, in_file)
+            settings = chosen
+        return settings
+
+    def _remember_choice(self, key: str, value: object) -> None:
+        self.settings = with_choice(self.settings, key, value)
+        self.nightlog.remember_choice(key, value, choice_value(self.config, key))
 
     def on_command(self, command: commands.Command) -> None:
         """MQTT thread: hand the command to the loop, which applies it in order."""
@@ -242,7 +277,15 @@ class Service:
         self._log_stats(mono)
 
     def _command(self, command: commands.Command, t: float) -> None:
-        """A parent's command from Home Assistant, as a coach input at service time `t`."""
+        """A parent's command from Home Assistant: the detector's confirmation time, or a coach
+        input at service time `t`."""
+        if isinstance(command, commands.SetMinBout):
+            self._remember_choice("detector.min_bout_s", command.seconds)
+            if self.pipeline is not None:
+                self.pipeline.set_detector(self.settings.detector)
+            log.info("command: min_bout_s %.2f s", command.seconds)
+            self.state = apply_command(self.state, command)
+            return
         match command:
             case commands.SetMethod(method=method):
                 item: checkin.Input = checkin.SetMethod(t=t, method=method)
@@ -258,6 +301,8 @@ class Service:
             log.warning("command refused: %s", e)
             return
         log.info("command: %s", item.to_dict())
+        if isinstance(command, commands.SetMethod):
+            self._remember_choice("checkin.method", command.method)
         self.state = apply_command(self.state, command)
         self._emit(out)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from pi_monitor.checkin import CoachStatus
-from pi_monitor.commands import Command, SetMethod, SetSession
+from pi_monitor.commands import Command, SetMethod, SetMinBout, SetSession
 
 HEALTH_REASONS = ("mic_lost", "mic_silent", "pipeline_stalled")
 
@@ -28,6 +28,7 @@ class MonitorState:
     score: float | None = None
     level_dbfs: float | None = None
     method: str = "responsive"
+    min_bout_s: float = 0.5
     next_checkin: str | None = None
     tonight_cry_s: float = 0.0
     session: bool = False
@@ -43,6 +44,7 @@ class MonitorState:
             "score": None if self.score is None else round(self.score, 3),
             "level_dbfs": None if self.level_dbfs is None else round(self.level_dbfs, 1),
             "method": self.method,
+            "min_bout_s": self.min_bout_s,
             "next_checkin": self.next_checkin,
             "tonight_cry_min": round(self.tonight_cry_s / 60.0, 1),
             "session": self.session,
@@ -91,6 +93,8 @@ def apply_command(state: MonitorState, command: Command) -> MonitorState:
     """Accepted commands that change what HA shows; a new session starts tonight's totals afresh."""
     if isinstance(command, SetMethod):
         return replace(state, method=command.method)
+    if isinstance(command, SetMinBout):
+        return replace(state, min_bout_s=command.seconds)
     if isinstance(command, SetSession):
         if command.on and not state.session:
             return replace(state, session=True, tonight_cry_s=0.0, next_checkin=None)
@@ -98,11 +102,12 @@ def apply_command(state: MonitorState, command: Command) -> MonitorState:
     return state
 
 
-def resumed(coach: CoachStatus, next_checkin: str | None) -> MonitorState:
+def resumed(coach: CoachStatus, next_checkin: str | None, min_bout_s: float) -> MonitorState:
     """The state at start-up, from the coach as the night log gave it back: after a restart in
     the night HA must show the session still on, tonight's crying and the check-in due."""
     return MonitorState(
         method=coach.method,
+        min_bout_s=min_bout_s,
         session=coach.session,
         tonight_cry_s=coach.night_cry_s,
         next_checkin=next_checkin,

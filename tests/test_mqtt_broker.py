@@ -89,10 +89,10 @@ def test_discovery_is_retained_complete_and_unique_ids_survive_restarts(broker, 
 
     assert runs[0] == runs[1]
     unique_ids = [c["unique_id"] for c in runs[0].values()]
-    assert len(set(unique_ids)) == len(unique_ids) == 12
+    assert len(set(unique_ids)) == len(unique_ids) == 13
     components = sorted(t.split("/")[1] for t in expected)
     assert components == sorted(
-        ["binary_sensor"] * 2 + ["sensor"] * 6 + ["event", "select", "switch", "button"]
+        ["binary_sensor"] * 2 + ["sensor"] * 6 + ["event", "select", "number", "switch", "button"]
     )
     for config in runs[0].values():
         assert config["availability_topic"] == topics.availability
@@ -224,6 +224,10 @@ MALFORMED: list[tuple[str, bytes]] = [
     ("checked_in", b"press"),
     ("checked_in", b"PRESS" * 100),
     ("reboot", b"PRESS"),
+    ("min_bout_s", b"30"),
+    ("min_bout_s", b"nan"),
+    ("min_bout_s", b"-1"),
+    ("min_bout_s", b"quick"),
 ]
 
 

@@ -12,10 +12,11 @@ from pi_monitor.commands import (
     CheckedIn,
     CommandError,
     SetMethod,
+    SetMinBout,
     SetSession,
     parse_command,
 )
-from pi_monitor.config import MqttSettings
+from pi_monitor.config import MIN_BOUT_MAX_S, MqttSettings
 from pi_monitor.discovery import Topics, discovery_configs
 from pi_monitor.events import CheckinDue, CryEnd, CryOnset, Escalation, Score, Settled
 from pi_monitor.mqtt import backoff_delay
@@ -30,6 +31,8 @@ from pi_monitor.state import MonitorState, apply_command, apply_event, with_prob
         ("session", b"ON", SetSession(True)),
         ("session", b"OFF", SetSession(False)),
         ("checked_in", b"PRESS", CheckedIn()),
+        ("min_bout_s", b"1.25", SetMinBout(1.25)),
+        ("min_bout_s", b"2", SetMinBout(2.0)),
     ],
 )
 def test_valid_commands_parse(name, payload, command):
@@ -45,6 +48,10 @@ def test_valid_commands_parse(name, payload, command):
         ("session", b"on", "not ON or OFF"),
         ("checked_in", b"", "not PRESS"),
         ("reboot", b"PRESS", "unknown command"),
+        ("min_bout_s", b"soon", "not a number"),
+        ("min_bout_s", b"7", "out of range"),
+        ("min_bout_s", b"-0.5", "out of range"),
+        ("min_bout_s", b"nan", "out of range"),
     ],
 )
 def test_invalid_commands_are_rejected_with_a_reason(name, payload, reason):
@@ -57,6 +64,9 @@ def test_any_payload_either_parses_or_raises_command_error(name, payload):
     try:
         command = parse_command(name, payload)
     except CommandError:
+        return
+    if isinstance(command, SetMinBout):
+        assert 0.0 <= command.seconds <= MIN_BOUT_MAX_S
         return
     assert payload.strip(b" \t\r\n") in (
         b"PRESS",
@@ -114,13 +124,14 @@ def test_health_escalations_raise_the_problem_and_crying_ones_do_not():
     assert with_problem(s, False) == MonitorState()
 
 
-def test_commands_change_method_and_session_and_a_new_session_resets_tonight():
+def test_commands_change_method_session_and_confirmation_time_and_a_new_session_resets_tonight():
     s = MonitorState(tonight_cry_s=600.0)
     s = apply_command(s, SetMethod("fading"))
     assert s.method == "fading"
     s = apply_command(s, SetSession(True))
     assert s.session and s.tonight_cry_s == 0.0
     assert apply_command(s, CheckedIn()) == s
+    assert apply_command(s, SetMinBout(1.5)).min_bout_s == 1.5
     assert not apply_command(s, SetSession(False)).session
 
 
@@ -148,6 +159,9 @@ def test_every_discovery_config_names_its_device_availability_and_a_unique_id():
     assert by_id["checkin_method"]["command_topic"] == topics.command("method")
     assert by_id["sleep_session"]["command_topic"] == topics.command("session")
     assert by_id["checked_in"]["command_topic"] == topics.command("checked_in")
+    confirmation = by_id["cry_confirmation"]
+    assert confirmation["command_topic"] == topics.command("min_bout_s")
+    assert (confirmation["min"], confirmation["max"]) == (0.0, MIN_BOUT_MAX_S)
 
 
 def test_state_payload_keys_cover_every_value_template():

@@ -87,10 +87,14 @@ def test_unplugged_microphone_raises_mic_lost_sets_problem_and_recovers(
         lost = lambda: any(e.get("reason") == "mic_lost" for e in events)  # noqa: E731
         run_until(service, lost)
         assert service.state.problem and "mic_lost" in service.state.problem_detail
-        assert watcher.wait_for(lambda: _problem(watcher, topics) is True), "HA problem not on"
+        assert watcher.wait_for(lambda: _shown(watcher, topics, "problem") is True), (
+            "HA problem not on"
+        )
 
         run_until(service, lambda: not service.state.problem)
-        assert watcher.wait_for(lambda: _problem(watcher, topics) is False), "problem not cleared"
+        assert watcher.wait_for(lambda: _shown(watcher, topics, "problem") is False), (
+            "problem not cleared"
+        )
         assert watcher.wait_for(lambda: _mqtt_reasons(watcher, topics) == ["mic_lost"])
     finally:
         watcher.close()
@@ -109,9 +113,10 @@ def test_unplugged_microphone_raises_mic_lost_sets_problem_and_recovers(
     assert service.now > 20.0  # service time ran on through the outage
 
 
-def _problem(watcher: Subscriber, topics: Topics) -> bool | None:
+def _shown(watcher: Subscriber, topics: Topics, key: str) -> object:
+    """The latest retained state's `key` as HA reads it; None before any state arrived."""
     found = watcher.on(topics.state)
-    return json.loads(found[-1].payload)["problem"] if found else None
+    return json.loads(found[-1].payload)[key] if found else None
 
 
 def _mqtt_reasons(watcher: Subscriber, topics: Topics) -> list[str]:
@@ -293,3 +298,137 @@ def test_a_restart_mid_session_shows_the_session_and_tonights_crying_again(
     assert after.state.tonight_cry_s == pytest.approx(cried)
     assert after.state.method == "responsive"
     assert after.state.next_checkin is not None
+
+
+def _onsets_with_confirmation(state_dir: Path, test_model: Path, min_bout_s: float | None) -> list:
+    """Cry onsets for a 1.6 s loud burst, then a 4 s one, after HA set the confirmation time."""
+    from pi_monitor import commands
+
+    audio = [
+        *noise_blocks(1.0, RATE, BLOCK, QUIET),
+        *noise_blocks(1.6, RATE, BLOCK, LOUD, 1),
+        *noise_blocks(5.0, RATE, BLOCK, QUIET, 2),
+        *noise_blocks(4.0, RATE, BLOCK, LOUD, 3),
+    ]
+    events: list[dict] = []
+    service = Service(
+        make_settings(state_dir, test_model),
+        CryClassifier(test_model, 1),
+        backend=FakeBackend(streams=[(audio, False)]),
+        sinks=[events.append],
+        edges=FakeTime().edges(),
+    )
+    if min_bout_s is not None:
+        service.on_command(commands.SetMinBout(min_bout_s))
+    run_until(service, lambda: service.now >= 11.0)
+    service._shutdown()
+    return [e for e in events if e["type"] == "cry_onset"]
+
+
+def test_cry_confirmation_time_set_in_home_assistant_applies_at_once_and_outlasts_a_restart(
+    tmp_path: Path, test_model: Path
+) -> None:
+    default = _onsets_with_confirmation(tmp_path / "a", test_model, None)
+    assert len(default) == 2, "with the default 0.5 s both bursts are cries"
+
+    longer = _onsets_with_confirmation(tmp_path / "b", test_model, 2.0)
+    assert len(longer) == 1 and longer[0]["t"] > 7.0, "2 s confirmation skips the short burst"
+
+    restarted = _onsets_with_confirmation(tmp_path / "b", test_model, None)
+    assert len(restarted) == 1, "the choice outlasts a restart"
+    service = Service(
+        make_settings(tmp_path / "b", test_model),
+        CryClassifier(test_model, 1),
+        backend=FakeBackend(streams=[]),
+        edges=FakeTime().edges(),
+    )
+    assert service.settings.detector.min_bout_s == 2.0 and service.state.min_bout_s == 2.0
+    assert service.state.to_payload()["min_bout_s"] == 2.0
+
+
+def test_editing_the_config_file_after_a_choice_in_home_assistant_hands_the_key_back(
+    tmp_path: Path, test_model: Path
+) -> None:
+    from pi_monitor import commands
+
+    settings = make_settings(tmp_path, test_model)
+
+    def start(s: Settings) -> Service:
+        return Service(
+            s,
+            CryClassifier(test_model, 1),
+            backend=FakeBackend(streams=[]),
+            edges=FakeTime().edges(),
+        )
+
+    first = start(settings)
+    first.on_command(commands.SetMinBout(2.0))
+    first.step()
+    first._shutdown()
+    edited = replace(settings, detector=replace(settings.detector, min_bout_s=1.0))
+    assert start(edited).settings.detector.min_bout_s == 1.0
+    assert start(edited).settings.detector.min_bout_s == 1.0, "the old choice is forgotten"
+
+
+def test_a_method_chosen_in_home_assistant_outlasts_a_restart_unless_the_age_gate_refuses_it(
+    tmp_path: Path, test_model: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from pi_monitor import commands
+
+    settings = make_settings(tmp_path, test_model)
+    settings = replace(settings, checkin=replace(settings.checkin, birth_date="2026-01-01"))
+
+    def start(s: Settings) -> Service:
+        return Service(
+            s,
+            CryClassifier(test_model, 1),
+            backend=FakeBackend(streams=[]),
+            edges=FakeTime().edges(),
+        )
+
+    first = start(settings)
+    first.on_command(commands.SetMethod("graduated"))
+    first.step()
+    first._shutdown()
+    again = start(settings)
+    assert again.coach.status().method == "graduated" and again.state.method == "graduated"
+    again._shutdown()
+
+    no_birth_date = replace(settings, checkin=replace(settings.checkin, birth_date=""))
+    refused = start(no_birth_date)
+    assert refused.coach.status().method == "responsive"
+    assert "birth_date" in caplog.text and "no longer applies" in caplog.text
+
+
+def test_home_assistant_sets_the_cry_confirmation_time_over_mqtt(
+    tmp_path: Path, test_model: Path, broker
+) -> None:
+    from mosquitto import publish_raw
+
+    mqtt = MqttSettings(host=broker.host, port=broker.port, device_id="nursery", enabled=True)
+    settings = replace(make_settings(tmp_path, test_model), mqtt=mqtt)
+    quiet = list(noise_blocks(30.0, RATE, BLOCK, QUIET))
+    service = Service(
+        settings,
+        CryClassifier(test_model, 1),
+        backend=FakeBackend(streams=[(quiet, False)]),
+        edges=FakeTime().edges(),
+    )
+    service.publisher = MqttPublisher(mqtt, tmp_path / "state", service.on_command)
+    topics = Topics.from_settings(mqtt)
+    watcher = Subscriber(broker, [topics.state])
+    service.publisher.start()
+    try:
+        assert service.publisher.wait_connected(10)
+        publish_raw(broker, topics.command("min_bout_s"), b"1.75")
+        deadline = time.monotonic() + 10
+        while service.state.min_bout_s != 1.75 and time.monotonic() < deadline:
+            service.step()
+            time.sleep(0.01)
+        assert service.pipeline is not None
+        assert service.pipeline.detector.params.min_bout_s == 1.75
+        shown = lambda: _shown(watcher, topics, "min_bout_s")  # noqa: E731
+        assert watcher.wait_for(lambda: shown() == 1.75), "HA's number shows the new value"
+    finally:
+        watcher.close()
+        service.publisher.stop()
