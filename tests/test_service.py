@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from fake_portaudio import USB_MIC, FakeBackend, noise_blocks
 
+from pi_monitor import commands
 from pi_monitor.classifier import CryClassifier
 from pi_monitor.config import AudioSettings, MqttSettings, ServiceSettings, Settings
 from pi_monitor.discovery import Topics
@@ -244,8 +245,6 @@ def test_wall_clock_takes_the_earliest_arrival_and_follows_clock_steps() -> None
 
 
 def test_home_assistant_commands_reach_the_coach_in_order(tmp_path: Path, test_model: Path) -> None:
-    from pi_monitor import commands
-
     quiet = list(noise_blocks(1.0, RATE, BLOCK, QUIET))
     loud = list(noise_blocks(4.0, RATE, BLOCK, LOUD, 3))
     backend = FakeBackend(streams=[([*quiet, *loud], False)])
@@ -274,8 +273,6 @@ def test_home_assistant_commands_reach_the_coach_in_order(tmp_path: Path, test_m
 def test_a_restart_mid_session_shows_the_session_and_tonights_crying_again(
     tmp_path: Path, test_model: Path
 ) -> None:
-    from pi_monitor import commands
-
     clock = FakeTime()
 
     def start() -> Service:
@@ -300,10 +297,22 @@ def test_a_restart_mid_session_shows_the_session_and_tonights_crying_again(
     assert after.state.next_checkin is not None
 
 
+def _idle(settings: Settings, model: Path) -> Service:
+    """A service whose microphone never opens: for start-up and commands."""
+    backend = FakeBackend(streams=[])
+    return Service(settings, CryClassifier(model, 1), backend=backend, edges=FakeTime().edges())
+
+
+def _choose_in_ha(settings: Settings, model: Path, command: commands.Command) -> None:
+    """A parent's choice in Home Assistant, then the service stops."""
+    service = _idle(settings, model)
+    service.on_command(command)
+    service.step()
+    service._shutdown()
+
+
 def _onsets_with_confirmation(state_dir: Path, test_model: Path, min_bout_s: float | None) -> list:
     """Cry onsets for a 1.6 s loud burst, then a 4 s one, after HA set the confirmation time."""
-    from pi_monitor import commands
-
     audio = [
         *noise_blocks(1.0, RATE, BLOCK, QUIET),
         *noise_blocks(1.6, RATE, BLOCK, LOUD, 1),
@@ -336,12 +345,7 @@ def test_cry_confirmation_time_set_in_home_assistant_applies_at_once_and_outlast
 
     restarted = _onsets_with_confirmation(tmp_path / "b", test_model, None)
     assert len(restarted) == 1, "the choice outlasts a restart"
-    service = Service(
-        make_settings(tmp_path / "b", test_model),
-        CryClassifier(test_model, 1),
-        backend=FakeBackend(streams=[]),
-        edges=FakeTime().edges(),
-    )
+    service = _idle(make_settings(tmp_path / "b", test_model), test_model)
     assert service.settings.detector.min_bout_s == 2.0 and service.state.min_bout_s == 2.0
     assert service.state.to_payload()["min_bout_s"] == 2.0
 
@@ -349,53 +353,27 @@ def test_cry_confirmation_time_set_in_home_assistant_applies_at_once_and_outlast
 def test_editing_the_config_file_after_a_choice_in_home_assistant_hands_the_key_back(
     tmp_path: Path, test_model: Path
 ) -> None:
-    from pi_monitor import commands
-
     settings = make_settings(tmp_path, test_model)
 
-    def start(s: Settings) -> Service:
-        return Service(
-            s,
-            CryClassifier(test_model, 1),
-            backend=FakeBackend(streams=[]),
-            edges=FakeTime().edges(),
-        )
-
-    first = start(settings)
-    first.on_command(commands.SetMinBout(2.0))
-    first.step()
-    first._shutdown()
+    _choose_in_ha(settings, test_model, commands.SetMinBout(2.0))
     edited = replace(settings, detector=replace(settings.detector, min_bout_s=1.0))
-    assert start(edited).settings.detector.min_bout_s == 1.0
-    assert start(edited).settings.detector.min_bout_s == 1.0, "the old choice is forgotten"
+    assert _idle(edited, test_model).settings.detector.min_bout_s == 1.0
+    assert _idle(edited, test_model).settings.detector.min_bout_s == 1.0, "choice forgotten"
 
 
 def test_a_method_chosen_in_home_assistant_outlasts_a_restart_unless_the_age_gate_refuses_it(
     tmp_path: Path, test_model: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from pi_monitor import commands
-
     settings = make_settings(tmp_path, test_model)
     settings = replace(settings, checkin=replace(settings.checkin, birth_date="2026-01-01"))
 
-    def start(s: Settings) -> Service:
-        return Service(
-            s,
-            CryClassifier(test_model, 1),
-            backend=FakeBackend(streams=[]),
-            edges=FakeTime().edges(),
-        )
-
-    first = start(settings)
-    first.on_command(commands.SetMethod("graduated"))
-    first.step()
-    first._shutdown()
-    again = start(settings)
+    _choose_in_ha(settings, test_model, commands.SetMethod("graduated"))
+    again = _idle(settings, test_model)
     assert again.coach.status().method == "graduated" and again.state.method == "graduated"
     again._shutdown()
 
     no_birth_date = replace(settings, checkin=replace(settings.checkin, birth_date=""))
-    refused = start(no_birth_date)
+    refused = _idle(no_birth_date, test_model)
     assert refused.coach.status().method == "responsive"
     assert "birth_date" in caplog.text and "no longer applies" in caplog.text
 
