@@ -224,7 +224,7 @@ MALFORMED: list[tuple[str, bytes]] = [
     ("checked_in", b"press"),
     ("checked_in", b"PRESS" * 100),
     ("reboot", b"PRESS"),
-    ("min_bout_s", b"30"),
+    ("min_bout_s", b"3"),
     ("min_bout_s", b"nan"),
     ("min_bout_s", b"-1"),
     ("min_bout_s", b"quick"),

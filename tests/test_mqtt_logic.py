@@ -49,7 +49,7 @@ def test_valid_commands_parse(name, payload, command):
         ("checked_in", b"", "not PRESS"),
         ("reboot", b"PRESS", "unknown command"),
         ("min_bout_s", b"soon", "not a number"),
-        ("min_bout_s", b"7", "out of range"),
+        ("min_bout_s", b"2.25", "out of range"),
         ("min_bout_s", b"-0.5", "out of range"),
         ("min_bout_s", b"nan", "out of range"),
     ],
