@@ -170,6 +170,16 @@ class Subscriber:
         self.client.loop_stop()
 
 
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Poll for state no subscriber message signals (publisher or service side)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
 def publish_raw(broker: Mosquitto, topic: str, payload: bytes, retain: bool = False) -> None:
     """Publish one message as an outside client (e.g. Home Assistant) and wait for PUBACK."""
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"test-pub-{uuid.uuid4().hex[:8]}")

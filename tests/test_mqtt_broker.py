@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from pi_monitor.discovery import Topics, discovery_configs
 from pi_monitor.mqtt import MqttPublisher
 from pi_monitor.state import MonitorState, apply_command
 
-from mosquitto import Mosquitto, Subscriber, publish_raw
+from mosquitto import Mosquitto, Subscriber, publish_raw, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 DEVICE = "testdev"
@@ -55,16 +54,6 @@ def publisher_factory(tmp_path: Path):
     yield make
     for p in made:
         p.stop()
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    """Poll for publisher-side state, which no subscriber message signals."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.005)
-    return True
 
 
 def seqs_of(messages) -> list[int]:
