@@ -53,16 +53,6 @@ def check_config(tmp_path: Path, **mqtt: str) -> subprocess.CompletedProcess[str
     return run_cli("check-config", str(config))
 
 
-def test_good_tls_files_pass_check_config(pki, tmp_path) -> None:
-    result = check_config(
-        tmp_path,
-        ca_file=str(pki / "ca.crt"),
-        cert_file=str(pki / "client.crt"),
-        key_file=str(pki / "client.key"),
-    )
-    assert result.returncode == 0, result.stderr
-
-
 @pytest.mark.parametrize(
     ("mqtt", "message"),
     [
@@ -116,9 +106,15 @@ def test_replay_mqtt_with_a_garbage_ca_is_one_line_not_a_traceback(pki, tmp_path
 def test_the_checked_context_connects_to_a_broker_that_requires_client_certificates(
     pki, tmp_path
 ) -> None:
-    """The one place the service can take its TLS from: paho connects with it as it is."""
+    """The one place the service can take its TLS from: paho connects with it as it is, and
+    check-config passes the same files."""
     from pi_monitor.tls import mqtt_tls_context
 
+    files = {"ca_file": "ca.crt", "cert_file": "client.crt", "key_file": "client.key"}
+    paths = {key: str(pki / name) for key, name in files.items()}
+    settings = MqttSettings(tls=True, **paths)
+    checked = check_config(tmp_path, **paths)
+    assert checked.returncode == 0, checked.stderr
     broker = Mosquitto(
         tmp_path / "broker",
         extra_conf=(
@@ -131,12 +127,6 @@ def test_the_checked_context_connects_to_a_broker_that_requires_client_certifica
     broker.start()
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id="tls-check")
     try:
-        settings = MqttSettings(
-            tls=True,
-            ca_file=str(pki / "ca.crt"),
-            cert_file=str(pki / "client.crt"),
-            key_file=str(pki / "client.key"),
-        )
         client.tls_set_context(mqtt_tls_context(settings))
         client.connect(broker.host, broker.port, 30)
         client.loop_start()
