@@ -182,6 +182,10 @@ def _accompany(a: Arrangement, shift: int, rng: np.random.Generator) -> Part:
     return Part(1, program, tuple(notes), 80, a.reverb_send, a.chorus_send)
 
 
+class RenderError(RuntimeError):
+    """fluidsynth did not turn an arrangement into audio."""
+
+
 @dataclass(frozen=True)
 class Fluidsynth:
     """A fluidsynth binary, with the library path it needs when unpacked from packages."""
@@ -224,7 +228,10 @@ class Fluidsynth:
                 [*command, str(soundfont), str(mid)], capture_output=True, text=True, env=env
             )
             if done.returncode != 0 or not wav.is_file():
-                raise RuntimeError(f"fluidsynth failed on {a.melody.name}: {done.stderr[-400:]}")
+                raise RenderError(
+                    f"{self.binary} could not render {a.melody.name} with {soundfont}: "
+                    f"{done.stderr.strip()[-400:]}"
+                )
             audio, sr = soundfile.read(wav, dtype="float32", always_2d=True)
         x = _trim_tail(resample(audio.mean(axis=1), sr, rate))
         peak = float(np.max(np.abs(x))) or 1.0

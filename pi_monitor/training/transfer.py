@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import fnmatch
 import hashlib
+import heapq
 import re
 import shutil
 import sys
@@ -28,13 +29,19 @@ import soundfile
 
 from pi_monitor.training import debian
 from pi_monitor.training.corpus import DEFAULT_CACHE, resample
-from pi_monitor.training.lullabies import INSTRUMENT_NAMES, RENDER_RATE, Fluidsynth, plan
+from pi_monitor.training.lullabies import (
+    INSTRUMENT_NAMES,
+    RENDER_RATE,
+    Fluidsynth,
+    RenderError,
+    plan,
+)
 from pi_monitor.training.melodies import TRADITIONAL, Melody, generate
 
 SAMPLE_RATE = 16000
 PIECE_S = 20.0
 SILENT_DBFS = -60.0  # pieces quieter than this (RMS) are left out: fades, gaps, tails
-BUILD_VERSION = 1  # bump when a change alters what an unchanged source produces
+BUILD_VERSION = 2  # bump when a change alters what an unchanged source produces
 AUDIO_SUFFIXES = (".ogg", ".oga", ".wav", ".flac", ".mp3", ".opus")
 COLUMNS = ("path", "label", "category", "source", "group", "license", "orig_sr", "duration_s")
 USABLE_LICENCE = re.compile(
@@ -304,15 +311,26 @@ def _rank(seed: int, text: str) -> str:
     return hashlib.sha1(f"{seed}:{text}".encode()).hexdigest()
 
 
-def _interleave(queues: list[list]) -> list:
-    """Round-robin: the first of each queue, then the second of each, and so on."""
-    depth = max((len(q) for q in queues), default=0)
-    return [q[i] for i in range(depth) for q in queues if i < len(q)]
+Piece = tuple[Candidate, int, float, float]  # file, piece number, start and stop in seconds
 
 
-def schedule(candidates: list[Candidate], seed: int) -> list[tuple[Candidate, int, float, float]]:
-    """Pieces in the order a capped source takes them: categories in turn, within one its
-    groups in turn, within a group its files in turn (each level in a seeded order), so a
+def _balance(queues: list[list[Piece]]) -> list[Piece]:
+    """Merge queues, always taking the next piece from the queue that has given the least
+    time so far (the earlier queue on ties), so short and long pieces share time fairly."""
+    heap = [(0.0, i, 0) for i, q in enumerate(queues) if q]
+    out = []
+    while heap:
+        taken, i, at = heapq.heappop(heap)
+        piece = queues[i][at]
+        out.append(piece)
+        if at + 1 < len(queues[i]):
+            heapq.heappush(heap, (taken + piece[3] - piece[2], i, at + 1))
+    return out
+
+
+def schedule(candidates: list[Candidate], seed: int) -> list[Piece]:
+    """Pieces in the order a capped source takes them: categories share the time equally,
+    within one its groups, within a group its files (each level in a seeded order), so a
     cap spreads over kinds of sound, tracks, speakers and files instead of exhausting the
     first few."""
     tree: dict[str, dict[str, list[Candidate]]] = {}
@@ -322,16 +340,16 @@ def schedule(candidates: list[Candidate], seed: int) -> list[tuple[Candidate, in
     def ordered(level: dict) -> list:
         return [level[k] for k in sorted(level, key=lambda k: _rank(seed, k))]
 
-    def file_pieces(c: Candidate) -> list:
+    def file_pieces(c: Candidate) -> list[Piece]:
         return [(c, k, start, stop) for k, (start, stop) in enumerate(pieces(c.seconds))]
 
-    def group_pieces(files: list[Candidate]) -> list:
-        return _interleave([file_pieces(c) for c in files])
+    def group_pieces(files: list[Candidate]) -> list[Piece]:
+        return _balance([file_pieces(c) for c in files])
 
-    def category_pieces(groups: dict[str, list[Candidate]]) -> list:
-        return _interleave([group_pieces(files) for files in ordered(groups)])
+    def category_pieces(groups: dict[str, list[Candidate]]) -> list[Piece]:
+        return _balance([group_pieces(files) for files in ordered(groups)])
 
-    return _interleave([category_pieces(groups) for groups in ordered(tree)])
+    return _balance([category_pieces(groups) for groups in ordered(tree)])
 
 
 class Report:
@@ -439,6 +457,7 @@ def _build_package(
     spec: PackageSource, writer: _Writer, scratch: Path, seed: int, fetch: Fetch, report: Report
 ) -> None:
     root = fetch(spec.package, scratch / "package")
+    (writer.folder / "packages.txt").write_text(f"{spec.package} {debian.version(root)}\n")
     (scratch / "rcc").mkdir()
     candidates = _candidates(spec, root, scratch / "rcc", report)
     if not candidates:
@@ -486,6 +505,10 @@ def _build_rendered(
     tools.mkdir(parents=True, exist_ok=True)
     synth = fetch_tools(tools, fetch)
     package, file, _ = SOUNDFONTS[spec.soundfont]
+    used = ("fluidsynth", "libfluidsynth3", package)
+    (writer.folder / "packages.txt").write_text(
+        "".join(f"{p} {debian.version(tools / p)}\n" for p in used)
+    )
     plan_seed = int(_rank(seed, spec.source)[:8], 16)
     for i, a in enumerate(plan(spec.melodies, spec.voice, spec.cap_minutes * 1.2, plan_seed)):
         if writer.full:
@@ -594,16 +617,21 @@ def summary(rows: list[dict[str, str]]) -> str:
 def main(cache: Path = DEFAULT_CACHE, seed: int = 0) -> int:
     """The `transfer` command: build into cache/transfer, print the summary and the time."""
     started = time.monotonic()
+    out = cache / "transfer"
     try:
-        rows, report = build(cache / "transfer", cache / "transfer-tools", seed)
-    except debian.PackageError as e:
+        rows, report = build(out, cache / "transfer-tools", seed)
+    except (debian.PackageError, RenderError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(summary(rows))
+    versions = sorted(
+        {line for f in out.glob("audio/*/packages.txt") for line in f.read_text().splitlines()}
+    )
+    print("packages: " + ", ".join(versions))
     for reason, count in sorted(report.skipped.items()):
         print(f"left out: {count} x {reason}")
     print(
-        f"{cache / 'transfer' / 'manifest.csv'}: {len(rows)} files; built "
+        f"{out / 'manifest.csv'}: {len(rows)} files; built "
         f"{len(report.built)} sources, reused {len(report.reused)}, in "
         f"{time.monotonic() - started:.0f} s"
     )
