@@ -81,9 +81,19 @@ class PackageSource:
         return f"debian:{self.package}"
 
 
-SOUNDFONTS = {  # name: (package, file inside it, licence from its copyright file)
-    "fluidr3": ("fluid-soundfont-gm", "usr/share/sounds/sf2/FluidR3_GM.sf2", "MIT"),
-    "timgm6mb": ("timgm6mb-soundfont", "usr/share/sounds/sf2/TimGM6mb.sf2", "GPL-2"),
+SOUNDFONTS = {  # name: (package, file inside it, licence, evidence in its copyright file)
+    "fluidr3": (
+        "fluid-soundfont-gm",
+        "usr/share/sounds/sf2/FluidR3_GM.sf2",
+        "MIT",
+        r"release Fluid under the MIT license",
+    ),
+    "timgm6mb": (
+        "timgm6mb-soundfont",
+        "usr/share/sounds/sf2/TimGM6mb.sf2",
+        "GPL-2",
+        r"Files: TimGM6mb\.sf2\n(?:.+\n)*?License: GPL-2\n",
+    ),
 }
 # fluidsynth 2.3 and the libraries a bare Debian 12 lacks for it (the rest are common ones).
 FLUIDSYNTH_PACKAGES = (
@@ -112,7 +122,7 @@ class RenderedSource:
 
     @property
     def licence(self) -> str:
-        package, _, licence = SOUNDFONTS[self.soundfont]
+        package, _, licence, _ = SOUNDFONTS[self.soundfont]
         return (
             f"generated: public-domain or generated melodies; {package} soundfont {licence}; "
             "fluidsynth LGPL-2.1+"
@@ -406,14 +416,20 @@ class _Writer:
         )
 
 
-def _candidates(spec: PackageSource, root: Path, scratch: Path, report: Report) -> list[Candidate]:
-    """The package's audio files the source takes, with category, group and licence."""
-    copyright = debian.copyright_text(root, spec.package)
-    if not re.search(spec.evidence, copyright):
+def _check_licence(package: str, root: Path, evidence: str) -> str:
+    """The package's copyright text, once it is seen to still say the licence recorded here."""
+    copyright = debian.copyright_text(root, package)
+    if not re.search(evidence, copyright):
         raise debian.PackageError(
-            f"{spec.package}: its copyright file no longer matches {spec.evidence!r}; read it "
+            f"{package}: its copyright file no longer matches {evidence!r}; read it "
             "again and update the licence in transfer.catalogue"
         )
+    return copyright
+
+
+def _candidates(spec: PackageSource, root: Path, scratch: Path, report: Report) -> list[Candidate]:
+    """The package's audio files the source takes, with category, group and licence."""
+    copyright = _check_licence(spec.package, root, spec.evidence)
     files: list[tuple[str, Path]] = []
     if spec.rcc_prefix is None:
         files = [
@@ -489,7 +505,7 @@ def _common_dir(names: list[str]) -> str:
 
 def fetch_tools(tools: Path, fetch: Fetch = debian.fetch) -> Fluidsynth:
     """fluidsynth, its libraries and both soundfonts unpacked under `tools` (once)."""
-    for package in (*FLUIDSYNTH_PACKAGES, *(p for p, _, _ in SOUNDFONTS.values())):
+    for package in (*FLUIDSYNTH_PACKAGES, *(p for p, *_ in SOUNDFONTS.values())):
         if not (tools / package).is_dir():
             with tempfile.TemporaryDirectory(prefix=".fetch-", dir=tools.parent) as tmp:
                 fetch(package, Path(tmp)).rename(tools / package)
@@ -504,7 +520,8 @@ def _build_rendered(
 ) -> None:
     tools.mkdir(parents=True, exist_ok=True)
     synth = fetch_tools(tools, fetch)
-    package, file, _ = SOUNDFONTS[spec.soundfont]
+    package, file, _, evidence = SOUNDFONTS[spec.soundfont]
+    _check_licence(package, tools / package, evidence)
     used = ("fluidsynth", "libfluidsynth3", package)
     (writer.folder / "packages.txt").write_text(
         "".join(f"{p} {debian.version(tools / p)}\n" for p in used)
