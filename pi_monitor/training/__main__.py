@@ -6,6 +6,7 @@ evaluate  replays the split's test clips through the service pipeline and prints
 loso      train + evaluate every leave-one-source-out fold
 tables    the model card's Markdown tables from evaluation reports (JSON)
 teachers  what the AudioSet teachers (YAMNet, mn04) hear in audio files, over time
+transfer  builds the transfer audio (Debian packages, rendered lullabies) into DIR/transfer
 """
 
 from __future__ import annotations
@@ -118,12 +119,19 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("teachers")
     p.add_argument("--teachers", type=Path, help="teacher folder (default ../shared/teachers)")
     p.add_argument("files", type=Path, nargs="+", help="audio files (any rate, mixed to mono)")
+    p = sub.add_parser("transfer")
+    p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="builds DIR/transfer")
+    p.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
     if args.command == "teachers":
         from pi_monitor.training.teachers import DEFAULT_TEACHERS, listen
 
         return listen(args.files, args.teachers or DEFAULT_TEACHERS)
+    if args.command == "transfer":
+        from pi_monitor.training.transfer import main as transfer
+
+        return transfer(args.cache, args.seed)
 
     if args.command == "tables":
         from pi_monitor.training.evaluate import card_tables
