@@ -22,7 +22,8 @@ import numpy as np
 
 from pi_monitor.classifier import CryClassifier
 from pi_monitor.config import DEFAULT_MODEL
-from pi_monitor.training.cost import model_cost
+
+from model_cost import model_cost
 
 
 def cpu_per_window(classifier: CryClassifier, batch: int, calls: int = 400) -> float:

@@ -10,8 +10,9 @@ import pytest
 
 from pi_monitor.classifier import CryClassifier
 from pi_monitor.config import DEFAULT_MODEL
-from pi_monitor.training.cost import model_cost
 from pi_monitor.training.examples import FRONT_END, WINDOW_FRAMES, WINDOW_HOP_FRAMES
+
+from model_cost import model_cost
 
 MAX_BYTES = 500_000
 MAX_MACS_PER_SECOND = 10_000_000
