@@ -23,6 +23,7 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
+from pi_monitor.backoff import Backoff
 from pi_monitor.commands import Command, CommandError, parse_command
 from pi_monitor.config import ConfigError, MqttSettings
 from pi_monitor.discovery import OFFLINE, ONLINE, Topics, discovery_configs
@@ -41,11 +42,6 @@ _FAST_KEYS = ("cry_s", "score", "level_dbfs")
 def client_id(settings: MqttSettings) -> str:
     """The configured MQTT client id, or one derived from the device id."""
     return settings.client_id or f"pi-monitor-{settings.device_id}"
-
-
-def backoff_delay(attempt: int, min_s: float, max_s: float) -> float:
-    """Seconds to wait before reconnection attempt `attempt` (0, 1, ...): doubling, capped."""
-    return min(max_s, min_s * 2.0 ** min(attempt, 30))
 
 
 class MqttPublisher:
@@ -73,7 +69,7 @@ class MqttPublisher:
         self._next_state_at = 0.0
         self._inflight: dict[int, int] = {}
         self._sent_upto = 0
-        self._attempt = 0
+        self._backoff = Backoff(settings.reconnect_min_s, settings.reconnect_max_s)
         self._connected = threading.Event()
         self._stopping = threading.Event()
         self._drained = threading.Condition()
@@ -174,10 +170,7 @@ class MqttPublisher:
         self._say_goodbye(socket_open)
 
     def _wait_to_retry(self, why: str) -> None:
-        delay = backoff_delay(
-            self._attempt, self.settings.reconnect_min_s, self.settings.reconnect_max_s
-        )
-        self._attempt += 1
+        delay = self._backoff.next_delay()
         log.warning("MQTT %s; %d events waiting; retrying in %.1f s", why, len(self.outbox), delay)
         self._stopping.wait(delay)
 
@@ -247,7 +240,7 @@ class MqttPublisher:
         client.drop_out_messages()
         self._inflight.clear()
         self._sent_upto = 0
-        self._attempt = 0
+        self._backoff.reset()
         self.connections += 1
         client.subscribe([(self.topics.commands, 1), (self.topics.ha_status, 1)])
         self._announce()

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from pi_monitor import checkin, commands
+from pi_monitor.backoff import Backoff
 from pi_monitor.capture import CaptureError, MicSource, SoundDeviceBackend
 from pi_monitor.checkin import CommandRefused
 from pi_monitor.classifier import CryClassifier
@@ -38,7 +39,7 @@ from pi_monitor.config import (
 )
 from pi_monitor.events import CryEnd, CryOnset, Event, Score
 from pi_monitor.health import MicHealth, level_dbfs
-from pi_monitor.mqtt import MqttPublisher, backoff_delay
+from pi_monitor.mqtt import MqttPublisher
 from pi_monitor.nightlog import JournaledCoach, NightLog, NightLogError
 from pi_monitor.notify import Notifier, WatchdogPacer
 from pi_monitor.pipeline import Pipeline
@@ -124,7 +125,7 @@ class Service:
         self._offset = 0.0  # service time of the current stream's audio time 0
         self._last_t = 0.0  # service time at the end of the last block
         self._last_mono = edges.monotonic()
-        self._attempt = 0
+        self._backoff = Backoff(RETRY_MIN_S, settings.audio.retry_max_s)
         self._next_open = self._last_mono
         self._problem = ""
         self._stats_logged = (0, 0, 0)
@@ -215,19 +216,19 @@ class Service:
         try:
             self.mic.open()
         except CaptureError as e:
-            delay = backoff_delay(self._attempt, RETRY_MIN_S, self.settings.audio.retry_max_s)
+            first = self._backoff.attempt == 0
+            delay = self._backoff.next_delay()
             log.log(
-                logging.WARNING if self._attempt == 0 else logging.DEBUG,
+                logging.WARNING if first else logging.DEBUG,
                 "microphone unavailable: %s; retrying in %.1f s",
                 e,
                 delay,
             )
             self.health.on_mic_down(t, str(e))
-            self._attempt += 1
             self._next_open = mono + delay
             self.notifier.status(f"microphone unavailable: {e}")
             return
-        self._attempt = 0
+        self._backoff.reset()
         self._offset, self._last_t, self._last_mono = t, t, mono
         self.pipeline = Pipeline(self.classifier, self.settings.detector)
         device = self.mic.device.name if self.mic.device else "?"

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pi_monitor.backoff import Backoff
 from pi_monitor.commands import (
     CHECKIN_METHODS,
     COMMAND_NAMES,
@@ -19,7 +20,6 @@ from pi_monitor.commands import (
 from pi_monitor.config import MIN_BOUT_MAX_S, MqttSettings
 from pi_monitor.discovery import Topics, discovery_configs
 from pi_monitor.events import CheckinDue, CryEnd, CryOnset, Escalation, Score, Settled
-from pi_monitor.mqtt import backoff_delay
 from pi_monitor.state import MonitorState, apply_command, apply_event, with_problem
 
 
@@ -173,6 +173,10 @@ def test_state_payload_keys_cover_every_value_template():
             assert key in payload, f"{config['unique_id']} reads missing key {key}"
 
 
-def test_reconnection_backoff_doubles_up_to_the_cap():
-    assert [backoff_delay(a, 0.5, 5.0) for a in range(6)] == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0]
-    assert backoff_delay(10_000, 1.0, 60.0) == 60.0
+def test_backoff_doubles_up_to_the_cap_and_starts_again_after_a_success():
+    backoff = Backoff(0.5, 5.0)
+    assert [backoff.next_delay() for _ in range(6)] == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0]
+    backoff.attempt = 10_000
+    assert backoff.next_delay() == 5.0
+    backoff.reset()
+    assert backoff.next_delay() == 0.5
