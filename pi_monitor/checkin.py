@@ -31,20 +31,15 @@ Timing semantics (DESIGN.md "Check-in timing"):
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import logging
 import math
 from dataclasses import dataclass
 from typing import ClassVar
 
-from pi_monitor.config import (
-    METHODS,
-    CheckinSettings,
-    ConfigError,
-    check_checkin_age,
-)
+from pi_monitor.config import CheckinSettings, check_checkin
 from pi_monitor.events import CheckinDue, CryEnd, CryOnset, Escalation, Event, Settled
+from pi_monitor.methods import METHODS, AgeGateError, age_gate
 
 log = logging.getLogger(__name__)
 
@@ -165,8 +160,10 @@ class CheckinCoach:
     """The check-in state machine; `handle` an input or `tick` the time, get events back."""
 
     def __init__(self, settings: CheckinSettings, today: datetime.date) -> None:
-        """Refuses (ConfigError) what the safety rules refuse, even for hand-built settings."""
-        self.warnings = check_checkin_age(settings, today)
+        """Refuses what the safety rules refuse, even for hand-built settings: ConfigError for
+        values out of range, AgeGateError for a method the baby is too young for."""
+        check_checkin(settings)
+        self.warnings = age_gate(settings.method, settings.birth_date, today)
         for w in self.warnings:
             log.warning("%s", w)
         self._settings = settings
@@ -268,8 +265,8 @@ class CheckinCoach:
         if method not in METHODS:
             raise CommandRefused(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
         try:
-            warnings = check_checkin_age(dataclasses.replace(self._settings, method=method), day)
-        except ConfigError as e:
+            warnings = age_gate(method, self._settings.birth_date, day)
+        except AgeGateError as e:
             raise CommandRefused(str(e)) from None
         for w in warnings:
             log.warning("%s", w)

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any, TextIO
 from pi_monitor import __version__
 from pi_monitor.audio import AudioFileError, find_audio_files
 from pi_monitor.classifier import CryClassifier, ModelError
-from pi_monitor.config import METHODS, ConfigError, Settings, check_checkin_age, load_settings
+from pi_monitor.config import ConfigError, Settings, load_settings
+from pi_monitor.detector import ThresholdError
+from pi_monitor.methods import METHODS, AgeGateError, age_gate
 
 if TYPE_CHECKING:
     from pi_monitor.checkin import CheckinCoach
@@ -30,12 +32,16 @@ class OutputError(Exception):
     """Events cannot be written (disk full, /dev/full); the message names where and the fix."""
 
 
+# What a user can fix (a setting, a file, the model, the output): one line on stderr, exit 2.
+USER_ERRORS = (ConfigError, ModelError, AudioFileError, AgeGateError, ThresholdError, OutputError)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (ConfigError, ModelError, AudioFileError, OutputError) as e:
+    except USER_ERRORS as e:
         print(f"pi-monitor: error: {e}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
@@ -241,7 +247,8 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise ConfigError(f"{args.config}: 'audio.sample_rate' = {rate}: {e}") from None
     params = DetectorParams.for_model(settings.detector, info)
-    for warning in check_checkin_age(settings.checkin, datetime.date.today()):
+    checkin = settings.checkin
+    for warning in age_gate(checkin.method, checkin.birth_date, datetime.date.today()):
         print(f"{args.config}: warning: {warning}", file=sys.stderr)
     print(
         f"{args.config}: OK (model {settings.model.path}, {info.features.sample_rate} Hz, "

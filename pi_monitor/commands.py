@@ -6,10 +6,11 @@ publisher can log it and carry on; a bad payload never reaches the service and n
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-from pi_monitor.config import METHODS as CHECKIN_METHODS
-from pi_monitor.config import ConfigError, Settings, with_choice
+from pi_monitor.config import MIN_BOUT_MAX_S
+from pi_monitor.methods import METHODS as CHECKIN_METHODS
 
 MAX_PAYLOAD_BYTES = 64
 
@@ -79,7 +80,6 @@ def _seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise CommandError(f"set/min_bout_s: {text!r} is not a number of seconds") from None
-    try:
-        return with_choice(Settings(), "detector.min_bout_s", value).detector.min_bout_s
-    except ConfigError as e:
-        raise CommandError(f"set/min_bout_s: {e}") from None
+    if not (math.isfinite(value) and 0.0 <= value <= MIN_BOUT_MAX_S):
+        raise CommandError(f"set/min_bout_s: {text} is out of range; allowed 0 to {MIN_BOUT_MAX_S}")
+    return value

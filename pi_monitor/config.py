@@ -6,7 +6,6 @@ validator serves every section and every error names the key (`mqtt.port`) and t
 
 from __future__ import annotations
 
-import calendar
 import copy
 import dataclasses
 import datetime
@@ -21,6 +20,8 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from pi_monitor.methods import MAX_CRYING_CAP_S, METHODS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = REPO_ROOT / "models" / "cry.onnx"
@@ -158,9 +159,6 @@ class MqttSettings:
     )
 
 
-MAX_CRYING_CAP_S = 3600.0
-METHODS = ("extinction", "graduated", "responsive", "fading")
-EXTINCTION_METHODS = ("extinction", "graduated")
 DEFAULT_GRADUATED_MINUTES = [
     [3, 5, 10],
     [5, 10, 12],
@@ -218,56 +216,13 @@ def check_checkin(c: CheckinSettings) -> None:
                 raise ConfigError(
                     f"'checkin.graduated_minutes' night {night}: {m!r} must be minutes in (0, 60]"
                 )
-    _birth_date(c)
-
-
-def check_checkin_age(c: CheckinSettings, today: datetime.date) -> list[str]:
-    """The age gate: refuse extinction methods under 4 months, warn until 6; returns warnings.
-
-    Called at start-up with today's date (and by the coach for each session and method change),
-    so the gate holds whatever the config says.
-    """
-    check_checkin(c)
-    if c.method not in EXTINCTION_METHODS:
-        return []
-    birth = _birth_date(c)
-    if birth is None:
-        raise ConfigError(
-            f"'checkin.birth_date' is required for method '{c.method}' (the age gate needs it); "
-            "set it as YYYY-MM-DD or choose responsive or fading"
-        )
-    if birth > today:
-        raise ConfigError(f"'checkin.birth_date' = {c.birth_date} is after today ({today})")
-    if today < add_months(birth, 4):
-        raise ConfigError(
-            f"'checkin.method' = '{c.method}' is refused for a baby under 4 months "
-            f"(born {birth}); use responsive or fading until {add_months(birth, 4)}"
-        )
-    if today < add_months(birth, 6):
-        return [
-            f"'checkin.method' = '{c.method}' for a baby under 6 months (born {birth}): "
-            "check with your health visitor or paediatrician first"
-        ]
-    return []
-
-
-def add_months(d: datetime.date, months: int) -> datetime.date:
-    """The same day `months` later, clamped to the month's end (31 Oct + 4 -> 28/29 Feb)."""
-    year, month0 = divmod(d.month - 1 + months, 12)
-    year += d.year
-    days = calendar.monthrange(year, month0 + 1)[1]
-    return datetime.date(year, month0 + 1, min(d.day, days))
-
-
-def _birth_date(c: CheckinSettings) -> datetime.date | None:
-    if not c.birth_date:
-        return None
-    try:
-        return datetime.date.fromisoformat(c.birth_date)
-    except ValueError:
-        raise ConfigError(
-            f"'checkin.birth_date' = {c.birth_date!r} is not a date; write it as YYYY-MM-DD"
-        ) from None
+    if c.birth_date:
+        try:
+            datetime.date.fromisoformat(c.birth_date)
+        except ValueError:
+            raise ConfigError(
+                f"'checkin.birth_date' = {c.birth_date!r} is not a date; write it as YYYY-MM-DD"
+            ) from None
 
 
 @dataclass(frozen=True)

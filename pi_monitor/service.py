@@ -33,12 +33,12 @@ from pi_monitor.config import (
     CHOICES,
     ConfigError,
     Settings,
-    check_checkin_age,
     choice_value,
     with_choice,
 )
 from pi_monitor.events import CryEnd, CryOnset, Event, Score
 from pi_monitor.health import MicHealth, level_dbfs
+from pi_monitor.methods import AgeGateError, age_gate
 from pi_monitor.mqtt import MqttPublisher
 from pi_monitor.nightlog import JournaledCoach, NightLog, NightLogError
 from pi_monitor.notify import Notifier, WatchdogPacer
@@ -153,8 +153,8 @@ class Service:
                 continue
             try:
                 chosen = with_choice(settings, key, value)
-                check_checkin_age(chosen.checkin, today)
-            except ConfigError as e:
+                age_gate(chosen.checkin.method, chosen.checkin.birth_date, today)
+            except (ConfigError, AgeGateError) as e:
                 log.warning("%s: HA's choice no longer applies (%s)", self.nightlog.path, e)
                 self.nightlog.forget_choice(key)
                 continue
