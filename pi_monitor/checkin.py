@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from pi_monitor.config import CheckinSettings, check_checkin
-from pi_monitor.events import CheckinDue, CryEnd, CryOnset, Escalation, Event, Settled
+from pi_monitor.events import CheckinDue, CryEnd, CryOnset, Escalation, Event, Reason, Settled
 from pi_monitor.methods import METHODS, AgeGateError, age_gate
 
 log = logging.getLogger(__name__)
@@ -360,7 +360,7 @@ class CheckinCoach:
             minutes = self._settings.max_crying_s / 60.0
             return Escalation(
                 t=cap_t,
-                reason="max_crying_exceeded",
+                reason=Reason.MAX_CRYING_EXCEEDED,
                 detail=f"episode {ep.number}: {minutes:.3g} min of crying without settling; "
                 "go in and check on the baby now",
             )

@@ -7,6 +7,7 @@ at the edge. `to_dict()` gives the JSON Lines / MQTT object with its `type` firs
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from enum import StrEnum
 from typing import Any, ClassVar, Self
 
 TIME_FIELDS = ("t", "emitted_t", "onset_t")  # every field that is an audio time
@@ -81,6 +82,19 @@ class CheckinDue(Event):
     detail: str | None = None
 
 
+class Reason(StrEnum):
+    """Why an `Escalation` was raised.
+
+    A stalled processing loop has no reason of its own: it cannot report itself, so it stops the
+    systemd watchdog pings, systemd restarts the service, and Home Assistant sees the monitor go
+    unavailable (the MQTT last will) until it is back.
+    """
+
+    MAX_CRYING_EXCEEDED = "max_crying_exceeded"
+    MIC_LOST = "mic_lost"
+    MIC_SILENT = "mic_silent"
+
+
 @dataclass(frozen=True)
 class Escalation(Event):
     """Something a parent must look at now: long crying, a dead or silent microphone."""
@@ -102,5 +116,5 @@ class Settled(Event):
     episode_s: float
 
 
-ESCALATION_REASONS = ("max_crying_exceeded", "mic_lost", "mic_silent", "pipeline_stalled")
-EVENT_TYPES = ("cry_onset", "cry_end", "checkin_due", "escalation", "settled")
+CONTRACT_EVENTS: tuple[type[Event], ...] = (CryOnset, CryEnd, CheckinDue, Escalation, Settled)
+EVENT_TYPES = tuple(cls.type for cls in CONTRACT_EVENTS)  # what MQTT and Home Assistant carry

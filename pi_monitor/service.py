@@ -36,7 +36,7 @@ from pi_monitor.config import (
     choice_value,
     with_choice,
 )
-from pi_monitor.events import CryEnd, CryOnset, Event, Score
+from pi_monitor.events import CryEnd, CryOnset, Event, Reason, Score
 from pi_monitor.health import MicHealth, level_dbfs
 from pi_monitor.methods import AgeGateError, age_gate
 from pi_monitor.mqtt import MqttPublisher
@@ -249,7 +249,7 @@ class Service:
     def _process(self, block: np.ndarray) -> None:
         assert self.pipeline is not None
         t_start = self.now
-        was_lost = "mic_lost" in self.health.problems
+        was_lost = Reason.MIC_LOST in self.health.problems
         events = self.pipeline.process(block)
         t_end = self.now
         first = self.pipeline.samples_seen == len(block)

@@ -13,8 +13,9 @@ from typing import Any
 
 from pi_monitor.checkin import CoachStatus
 from pi_monitor.commands import Command, SetMethod, SetMinBout, SetSession
+from pi_monitor.events import Reason
 
-HEALTH_REASONS = ("mic_lost", "mic_silent", "pipeline_stalled")
+HEALTH_REASONS = (Reason.MIC_LOST, Reason.MIC_SILENT)
 
 
 @dataclass(frozen=True)
@@ -115,5 +116,5 @@ def resumed(coach: CoachStatus, next_checkin: str | None, min_bout_s: float) -> 
 
 
 def with_problem(state: MonitorState, on: bool, detail: str = "") -> MonitorState:
-    """Set or clear the monitor's health problem (mic lost, pipeline stalled, ...)."""
+    """Set or clear the monitor's health problem (microphone lost or silent)."""
     return replace(state, problem=on, problem_detail=detail if on else "")
