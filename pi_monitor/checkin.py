@@ -6,7 +6,7 @@ event counts from its `emitted_t`, a command from its `t`, and `tick(t)` moves t
 them. Event times are exact (a check-in due at onset + 180 s says t = onset + 180 whatever the
 tick rate), so a replay reproduces the timing table to the second.
 
-Timing semantics (DESIGN.md "Check-in timing"):
+Timing semantics (docs/DESIGN.md "Check-in timing"):
 - A waking (episode) starts at a cry onset and ends when no crying has been heard for
   `settle_s` after the last bout ended -> `settled` at last end + settle_s, with `cry_s` (crying
   in its bouts) and `episode_s` (first onset to last end: the time it took to settle).

@@ -1,4 +1,4 @@
-"""The event contract of DESIGN.md as typed dataclasses.
+"""The event contract of docs/DESIGN.md as typed dataclasses.
 
 Every stage below the audio source works in audio seconds (`t`); the service adds `wall` once,
 at the edge. `to_dict()` gives the JSON Lines / MQTT object with its `type` first.

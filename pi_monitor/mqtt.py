@@ -6,8 +6,8 @@ one thread keeps event order simple: on every (re)connection paho's own unacknow
 dropped and every event still in the outbox is sent again, oldest first, so delivery is at least
 once, in order, and a repeat is recognisable by its `seq`.
 
-Wire form on `<base>/event`: the event's JSON (DESIGN.md) plus `seq` (outbox sequence number) and
-`event_type` (= `type`, the key Home Assistant's `event` entity reads).
+Wire form on `<base>/event`: the event's JSON (docs/DESIGN.md) plus `seq` (outbox sequence
+number) and `event_type` (= `type`, the key Home Assistant's `event` entity reads).
 """
 
 from __future__ import annotations
