@@ -34,9 +34,10 @@ from __future__ import annotations
 import datetime
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
+from pi_monitor.commands import CheckedIn, SessionEnd, SessionStart, SetMethod
 from pi_monitor.config import CheckinSettings, check_checkin
 from pi_monitor.events import CheckinDue, CryEnd, CryOnset, Escalation, Event, Reason, Settled
 from pi_monitor.methods import METHODS, AgeGateError, age_gate
@@ -53,43 +54,6 @@ SAFETY_REMINDER = (
 
 
 @dataclass(frozen=True)
-class SessionStart(Event):
-    """A night's sleep session begins; `night` picks the row of the timing table."""
-
-    type: ClassVar[str] = "session_start"
-    t: float
-    night: int
-    date: datetime.date
-    method: str | None = None
-    fading_step: str | None = None
-
-
-@dataclass(frozen=True)
-class SessionEnd(Event):
-    """The session is switched off: no more check-ins; the safety cap stays on."""
-
-    type: ClassVar[str] = "session_end"
-    t: float
-
-
-@dataclass(frozen=True)
-class CheckedIn(Event):
-    """A parent went in (the `checked_in` button)."""
-
-    type: ClassVar[str] = "checked_in"
-    t: float
-
-
-@dataclass(frozen=True)
-class SetMethod(Event):
-    """The parents chose another method; it applies from the next check-in."""
-
-    type: ClassVar[str] = "set_method"
-    t: float
-    method: str
-
-
-@dataclass(frozen=True)
 class AudioLost(Event):
     """The audio stream stopped at `t` (restart, lost microphone): an open bout ends there."""
 
@@ -97,8 +61,7 @@ class AudioLost(Event):
     t: float
 
 
-Command = SessionStart | SessionEnd | CheckedIn | SetMethod | AudioLost
-Input = CryOnset | CryEnd | Command
+Input = CryOnset | CryEnd | AudioLost | SessionStart | SessionEnd | CheckedIn | SetMethod
 
 
 class CommandRefused(ValueError):
@@ -209,7 +172,7 @@ class CheckinCoach:
             case AudioLost():
                 self._close_bout(item.t)
             case SessionStart():
-                self._start(item)
+                self._start(self.planned(item))
             case SessionEnd():
                 self._end()
             case CheckedIn():
@@ -248,6 +211,15 @@ class CheckinCoach:
             return 0.0 if k == 0 else float(self._settings.responsive_step_s)
         return None
 
+    def planned(self, start: SessionStart) -> SessionStart:
+        """`start` with what the parent left out filled in: night 1, today, the method in effect."""
+        return replace(
+            start,
+            night=1 if start.night is None else start.night,
+            date=start.date or self._today,
+            method=start.method or self._method,
+        )
+
     def _night(self) -> int:
         return self._session.night if self._session else 1
 
@@ -255,9 +227,9 @@ class CheckinCoach:
         """Refuse a command the safety rules forbid, before the coach changes at all."""
         match item:
             case SessionStart():
-                if item.night < 1:
+                if item.night is not None and item.night < 1:
                     raise CommandRefused(f"night must be 1 or more, got {item.night}")
-                self._gate(item.method or self._method, item.date)
+                self._gate(item.method or self._method, item.date or self._today)
             case SetMethod():
                 self._gate(item.method, self._session.date if self._session else self._today)
 

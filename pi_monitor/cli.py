@@ -340,7 +340,8 @@ def _rehearsal_coach(
     args: argparse.Namespace, settings: Settings
 ) -> Callable[[], CheckinCoach] | None:
     """A fresh coach per file with a session from its start, or None without --method/--night."""
-    from pi_monitor.checkin import CheckinCoach, SessionStart
+    from pi_monitor.checkin import CheckinCoach
+    from pi_monitor.commands import SessionStart
 
     if args.method is None and args.night is None:
         return None

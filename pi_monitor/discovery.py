@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from pi_monitor import __version__
-from pi_monitor.commands import CHECKIN_METHODS
 from pi_monitor.config import MIN_BOUT_MAX_S, MqttSettings
 from pi_monitor.events import EVENT_TYPES
+from pi_monitor.methods import METHODS
 
 ONLINE, OFFLINE = "online", "offline"
 HA_STATUS_SUFFIX = "status"
@@ -160,7 +160,7 @@ def discovery_configs(settings: MqttSettings) -> dict[str, dict[str, Any]]:
             {
                 "name": "Check-in method",
                 "icon": "mdi:human-male-female-child",
-                "options": list(CHECKIN_METHODS),
+                "options": list(METHODS),
                 "command_topic": topics.command("method"),
                 "state_topic": state,
                 "value_template": _state_value("method"),

@@ -14,20 +14,12 @@ import datetime
 import json
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from pi_monitor.checkin import (
-    AudioLost,
-    CheckedIn,
-    CheckinCoach,
-    CoachStatus,
-    Input,
-    SessionEnd,
-    SessionStart,
-    SetMethod,
-)
+from pi_monitor.checkin import AudioLost, CheckinCoach, CoachStatus, Input
+from pi_monitor.commands import CheckedIn, SessionEnd, SessionStart, SetMethod
 from pi_monitor.config import CheckinSettings
 from pi_monitor.events import TIME_FIELDS, CheckinDue, CryEnd, CryOnset, Escalation, Event, Settled
 
@@ -366,18 +358,21 @@ class JournaledCoach:
                 self.coach.handle(lost)
                 self.log.add_input(night.id, lost, self.origin)
 
-    def session_start(self, t: float, method: str | None = None) -> SessionStart:
-        """The SessionStart for audio time `t`: tonight's evening and the plan's night number."""
-        moment = datetime.datetime.fromtimestamp(self.origin + t).astimezone()
-        evening = evening_of(moment)
-        night = self.log.night_number(evening, method or self.coach.status().method)
-        return SessionStart(t=t, night=night, date=evening, method=method)
+    def _planned(self, start: SessionStart) -> SessionStart:
+        """`start` as it is logged: tonight's evening, the plan's night for it, the method."""
+        moment = datetime.datetime.fromtimestamp(self.origin + start.t).astimezone()
+        evening = start.date or evening_of(moment)
+        method = start.method or self.coach.status().method
+        night = self.log.night_number(evening, method) if start.night is None else start.night
+        return self.coach.planned(replace(start, night=night, date=evening, method=method))
 
     def status(self) -> CoachStatus:
         return self.coach.status()
 
     def handle(self, item: Input) -> list[Event]:
         """Apply `item` (CommandRefused leaves coach and log unchanged) and log it with outputs."""
+        if isinstance(item, SessionStart):
+            item = self._planned(item)
         out = self.coach.handle(item)
         at = self.origin + self.coach.now
         if isinstance(item, SessionStart):

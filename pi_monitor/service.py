@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from pi_monitor import checkin, commands
+from pi_monitor import commands
 from pi_monitor.backoff import Backoff
 from pi_monitor.capture import CaptureError, MicSource, SoundDeviceBackend
 from pi_monitor.checkin import CommandRefused
@@ -287,15 +287,7 @@ class Service:
             log.info("command: min_bout_s %.2f s", command.seconds)
             self.state = apply_command(self.state, command)
             return
-        match command:
-            case commands.SetMethod(method=method):
-                item: checkin.Input = checkin.SetMethod(t=t, method=method)
-            case commands.SetSession(on=True):
-                item = self.coach.session_start(t)
-            case commands.SetSession(on=False):
-                item = checkin.SessionEnd(t=t)
-            case commands.CheckedIn():
-                item = checkin.CheckedIn(t=t)
+        item = replace(command, t=t)
         try:
             out = self.coach.handle(item)
         except CommandRefused as e:

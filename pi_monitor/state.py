@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from pi_monitor.checkin import CoachStatus
-from pi_monitor.commands import Command, SetMethod, SetMinBout, SetSession
+from pi_monitor.commands import Command, SessionEnd, SessionStart, SetMethod, SetMinBout
 from pi_monitor.events import Reason
 
 HEALTH_REASONS = (Reason.MIC_LOST, Reason.MIC_SILENT)
@@ -96,10 +96,10 @@ def apply_command(state: MonitorState, command: Command) -> MonitorState:
         return replace(state, method=command.method)
     if isinstance(command, SetMinBout):
         return replace(state, min_bout_s=command.seconds)
-    if isinstance(command, SetSession):
-        if command.on and not state.session:
-            return replace(state, session=True, tonight_cry_s=0.0, next_checkin=None)
-        return replace(state, session=command.on)
+    if isinstance(command, SessionStart) and not state.session:
+        return replace(state, session=True, tonight_cry_s=0.0, next_checkin=None)
+    if isinstance(command, SessionEnd):
+        return replace(state, session=False)
     return state
 
 

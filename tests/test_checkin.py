@@ -12,17 +12,8 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from pi_monitor.checkin import (
-    LADDER,
-    SAFETY_REMINDER,
-    AudioLost,
-    CheckedIn,
-    CheckinCoach,
-    CommandRefused,
-    SessionEnd,
-    SessionStart,
-    SetMethod,
-)
+from pi_monitor.checkin import LADDER, SAFETY_REMINDER, AudioLost, CheckinCoach, CommandRefused
+from pi_monitor.commands import CheckedIn, SessionEnd, SessionStart, SetMethod
 from pi_monitor.config import DEFAULT_GRADUATED_MINUTES
 from pi_monitor.events import CheckinDue, Escalation, Settled
 

@@ -12,7 +12,8 @@ from hypothesis import assume, event, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from pi_monitor.checkin import CheckinCoach, CommandRefused, SessionStart, SetMethod
+from pi_monitor.checkin import CheckinCoach, CommandRefused
+from pi_monitor.commands import SessionStart, SetMethod
 from pi_monitor.config import CheckinSettings, ConfigError, settings_from_dict
 from pi_monitor.events import Escalation
 from pi_monitor.methods import METHODS, AgeGateError, age_gate

@@ -8,18 +8,19 @@ from hypothesis import strategies as st
 
 from pi_monitor.backoff import Backoff
 from pi_monitor.commands import (
-    CHECKIN_METHODS,
     COMMAND_NAMES,
     CheckedIn,
     CommandError,
+    SessionEnd,
+    SessionStart,
     SetMethod,
     SetMinBout,
-    SetSession,
     parse_command,
 )
 from pi_monitor.config import MIN_BOUT_MAX_S, MqttSettings
 from pi_monitor.discovery import Topics, discovery_configs
 from pi_monitor.events import CheckinDue, CryEnd, CryOnset, Escalation, Score, Settled
+from pi_monitor.methods import METHODS as CHECKIN_METHODS
 from pi_monitor.state import MonitorState, apply_command, apply_event, with_problem
 
 
@@ -28,8 +29,8 @@ from pi_monitor.state import MonitorState, apply_command, apply_event, with_prob
     [
         ("method", b"graduated", SetMethod("graduated")),
         ("method", b" fading\n", SetMethod("fading")),
-        ("session", b"ON", SetSession(True)),
-        ("session", b"OFF", SetSession(False)),
+        ("session", b"ON", SessionStart()),
+        ("session", b"OFF", SessionEnd()),
         ("checked_in", b"PRESS", CheckedIn()),
         ("min_bout_s", b"1.25", SetMinBout(1.25)),
         ("min_bout_s", b"2", SetMinBout(2.0)),
@@ -74,7 +75,7 @@ def test_any_payload_either_parses_or_raises_command_error(name, payload):
         b"OFF",
         *(m.encode() for m in CHECKIN_METHODS),
     )
-    assert isinstance(command, SetMethod | SetSession | CheckedIn)
+    assert isinstance(command, SetMethod | SessionStart | SessionEnd | CheckedIn)
 
 
 def test_all_methods_are_selectable():
@@ -128,11 +129,11 @@ def test_commands_change_method_session_and_confirmation_time_and_a_new_session_
     s = MonitorState(tonight_cry_s=600.0)
     s = apply_command(s, SetMethod("fading"))
     assert s.method == "fading"
-    s = apply_command(s, SetSession(True))
+    s = apply_command(s, SessionStart())
     assert s.session and s.tonight_cry_s == 0.0
     assert apply_command(s, CheckedIn()) == s
     assert apply_command(s, SetMinBout(1.5)).min_bout_s == 1.5
-    assert not apply_command(s, SetSession(False)).session
+    assert not apply_command(s, SessionEnd()).session
 
 
 def test_every_discovery_config_names_its_device_availability_and_a_unique_id():

@@ -256,14 +256,14 @@ def test_home_assistant_commands_reach_the_coach_in_order(tmp_path: Path, test_m
         sinks=[events.append],
         edges=FakeTime().edges(),
     )
-    service.on_command(commands.SetSession(True))  # from the MQTT thread
+    service.on_command(commands.SessionStart())  # from the MQTT thread
     service.step()
     assert service.state.session and service.coach.status().session
     run_until(service, lambda: service.now >= 4.5)
     due = [e for e in events if e["type"] == "checkin_due"]
     assert due and due[0]["method"] == "responsive" and "wall" in due[0]
     service.on_command(commands.CheckedIn())
-    service.on_command(commands.SetSession(False))
+    service.on_command(commands.SessionEnd())
     service.step()
     answer = service.coach.coach.last_answer
     assert answer is not None and answer.checkin == 1
@@ -285,7 +285,7 @@ def test_a_restart_mid_session_shows_the_session_and_tonights_crying_again(
         )
 
     before = start()
-    before.on_command(commands.SetSession(True))
+    before.on_command(commands.SessionStart())
     run_until(before, lambda: before.state.tonight_cry_s > 0 and before.now >= 3.0)
     cried = before.coach.status().night_cry_s
     before._shutdown()
