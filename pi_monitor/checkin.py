@@ -35,7 +35,7 @@ import datetime
 import logging
 import math
 from dataclasses import dataclass, replace
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 from pi_monitor.commands import CheckedIn, SessionEnd, SessionStart, SetMethod
 from pi_monitor.config import CheckinSettings, check_checkin
@@ -112,6 +112,17 @@ class _Episode:
     def cry_s(self, now: float) -> float:
         open_s = max(0.0, now - self.bout_t) if self.bout_t is not None else 0.0
         return self.cry_closed_s + open_s
+
+
+class Coach(Protocol):
+    """What the flow asks of a coach: the plain `CheckinCoach` (replay rehearsals) and the
+    `JournaledCoach` (the service, `journal.py`) both are one."""
+
+    def handle(self, item: Input) -> list[Event]: ...
+
+    def tick(self, t: float) -> list[Event]: ...
+
+    def status(self) -> CoachStatus: ...
 
 
 def known_at(item: Input) -> float:

@@ -313,18 +313,14 @@ def settings_from_dict(data: dict[str, Any]) -> Settings:
     return settings
 
 
-# The keys a parent may also change from Home Assistant (select and number entities).
-CHOICES = ("checkin.method", "detector.min_bout_s")
-
-
 def choice_value(settings: Settings, key: str) -> Any:
-    """The value of one of `CHOICES` ("section.name") in `settings`."""
+    """The value of the setting `key` ("section.name") in `settings`."""
     section_name, name = key.split(".")
     return getattr(getattr(settings, section_name), name)
 
 
 def with_choice(settings: Settings, key: str, value: Any) -> Settings:
-    """`settings` with one of `CHOICES` set to `value`, checked exactly as the config file's."""
+    """`settings` with the setting `key` set to `value`, checked exactly as the config file's."""
     section_name, name = key.split(".")
     section = getattr(settings, section_name)
     hint = typing.get_type_hints(type(section))[name]

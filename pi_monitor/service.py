@@ -28,23 +28,19 @@ from pi_monitor import commands
 from pi_monitor.backoff import Backoff
 from pi_monitor.capture import CaptureError, MicSource, SoundDeviceBackend
 from pi_monitor.checkin import CommandRefused
+from pi_monitor.choices import Choices
 from pi_monitor.classifier import CryClassifier
-from pi_monitor.config import (
-    CHOICES,
-    ConfigError,
-    Settings,
-    choice_value,
-    with_choice,
-)
+from pi_monitor.config import ConfigError, Settings
 from pi_monitor.events import CryEnd, CryOnset, Event, Reason, Score
 from pi_monitor.health import MicHealth, level_dbfs
-from pi_monitor.methods import AgeGateError, age_gate
+from pi_monitor.journal import JournaledCoach
 from pi_monitor.mqtt import MqttPublisher
-from pi_monitor.nightlog import JournaledCoach, NightLog, NightLogError
+from pi_monitor.nightlog import NightLog
 from pi_monitor.notify import Notifier, WatchdogPacer
 from pi_monitor.pipeline import Pipeline
 from pi_monitor.replay import EventSink
 from pi_monitor.state import apply_command, apply_event, resumed, with_problem
+from pi_monitor.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +102,6 @@ class Service:
         sinks: list[EventSink] | None = None,
         edges: Edges = Edges(),
     ) -> None:
-        self.config = settings  # as the file says; `self.settings` adds the parent's HA choices
         self.classifier = classifier
         self.publisher = publisher
         self.notifier = notifier or Notifier()
@@ -132,39 +127,15 @@ class Service:
         self._stats_at = -STATS_LOG_INTERVAL_S
         self.clock.observe(0.0, edges.wall())
         origin = datetime.datetime.fromtimestamp(self.clock.wall(0.0)).astimezone()
-        self.nightlog = NightLog.in_state_dir(settings.service.state_dir)
-        self.settings = self._recall_choices(origin.date())
-        self.coach = JournaledCoach.open(self.settings.checkin, self.nightlog, origin)
+        self.store = Store.in_state_dir(settings.service.state_dir)
+        self.choices = Choices(self.store, settings, origin.date())
+        self.settings = self.choices.settings
+        self.coach = JournaledCoach.open(self.settings.checkin, NightLog(self.store), origin)
         status = self.coach.status()
         due = status.next_checkin_t
         self.state = resumed(
             status, None if due is None else self.clock.iso(due), self.settings.detector.min_bout_s
         )
-
-    def _recall_choices(self, today: datetime.date) -> Settings:
-        """The config with the parent's choices from Home Assistant; editing a key in the config
-        file after a choice hands that key back to the file."""
-        settings = self.config
-        for key, (value, config_then) in self.nightlog.choices().items():
-            in_file = choice_value(self.config, key) if key in CHOICES else None
-            if in_file != config_then:
-                log.info("'%s' was edited in the config file since HA chose %r", key, value)
-                self.nightlog.forget_choice(key)
-                continue
-            try:
-                chosen = with_choice(settings, key, value)
-                age_gate(chosen.checkin.method, chosen.checkin.birth_date, today)
-            except (ConfigError, AgeGateError) as e:
-                log.warning("%s: HA's choice no longer applies (%s)", self.nightlog.path, e)
-                self.nightlog.forget_choice(key)
-                continue
-            log.info("'%s' = %r as chosen in Home Assistant (config file: %r)", key, value, in_file)
-            settings = chosen
-        return settings
-
-    def _remember_choice(self, key: str, value: object) -> None:
-        self.settings = with_choice(self.settings, key, value)
-        self.nightlog.remember_choice(key, value, choice_value(self.config, key))
 
     def on_command(self, command: commands.Command) -> None:
         """MQTT thread: hand the command to the loop, which applies it in order."""
@@ -281,7 +252,7 @@ class Service:
         """A parent's command from Home Assistant: the detector's confirmation time, or a coach
         input at service time `t`."""
         if isinstance(command, commands.SetMinBout):
-            self._remember_choice("detector.min_bout_s", command.seconds)
+            self.settings = self.choices.choose(command)
             if self.pipeline is not None:
                 self.pipeline.set_detector(self.settings.detector)
             log.info("command: min_bout_s %.2f s", command.seconds)
@@ -294,8 +265,7 @@ class Service:
             log.warning("command refused: %s", e)
             return
         log.info("command: %s", item.to_dict())
-        if isinstance(command, commands.SetMethod):
-            self._remember_choice("checkin.method", command.method)
+        self.settings = self.choices.choose(command)
         self.state = apply_command(self.state, command)
         self._emit(out)
 
@@ -353,7 +323,7 @@ class Service:
         if self.publisher is not None:
             self._publish_state()
             self.publisher.stop()
-        self.nightlog.close()
+        self.store.close()
         self.notifier.close()
 
 
@@ -382,7 +352,7 @@ def build_service(settings: Settings) -> Service:
     classifier = CryClassifier(settings.model.path, settings.model.threads)
     try:
         service = Service(settings, classifier, backend=SoundDeviceBackend())
-    except NightLogError as e:
+    except StoreError as e:
         raise ConfigError(f"'service.state_dir': {e}") from None
     if settings.mqtt.enabled:
         state_dir = Path(settings.service.state_dir)

@@ -10,7 +10,9 @@ from checkin_script import bout, of_type, settings
 from pi_monitor.checkin import known_at
 from pi_monitor.commands import CheckedIn, SessionEnd, SessionStart
 from pi_monitor.events import CheckinDue, Settled
-from pi_monitor.nightlog import FILENAME, JournaledCoach, NightLog, NightLogError, evening_of
+from pi_monitor.journal import JournaledCoach
+from pi_monitor.nightlog import NightLog, evening_of
+from pi_monitor.store import FILENAME, Store, StoreError
 
 TZ = datetime.timezone(datetime.timedelta(hours=1))
 EVENING = datetime.datetime(2024, 6, 1, 19, 30, tzinfo=TZ)
@@ -90,7 +92,7 @@ def test_a_session_switched_back_on_the_same_evening_keeps_the_night(tmp_path):
 
 
 def test_nights_are_numbered_per_method_and_evening(tmp_path):
-    log = NightLog(tmp_path / FILENAME)
+    log = NightLog(Store(tmp_path / FILENAME))
     for day in range(3):
         origin = EVENING + datetime.timedelta(days=day)
         coach = JournaledCoach.open(settings(method="graduated"), log, origin)
@@ -120,9 +122,9 @@ def test_two_in_the_morning_belongs_to_the_evening_before():
 def test_an_unusable_night_log_path_names_the_file(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(NightLogError, match="file"):
-        NightLog(blocker / "sub" / FILENAME)
+    with pytest.raises(StoreError, match="file"):
+        NightLog(Store(blocker / "sub" / FILENAME))
     bad = tmp_path / FILENAME
     bad.write_text("not a database" * 100)
-    with pytest.raises(NightLogError, match=FILENAME):
-        NightLog(bad)
+    with pytest.raises(StoreError, match=FILENAME):
+        NightLog(Store(bad))

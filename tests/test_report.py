@@ -19,8 +19,10 @@ from pi_monitor.checkin import known_at
 from pi_monitor.cli import main
 from pi_monitor.commands import CheckedIn, SessionEnd, SessionStart
 from pi_monitor.events import CheckinDue, Escalation
-from pi_monitor.nightlog import FILENAME, JournaledCoach, NightLog
+from pi_monitor.journal import JournaledCoach
+from pi_monitor.nightlog import NightLog
 from pi_monitor.report import ReportError, format_table, night_reports, run_report
+from pi_monitor.store import FILENAME
 
 REPO = Path(__file__).resolve().parent.parent
 WEEK_PLOT = REPO / "out" / "checkin-report-week.png"
