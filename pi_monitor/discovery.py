@@ -14,6 +14,7 @@ from pi_monitor import __version__
 from pi_monitor.config import MIN_BOUT_MAX_S, MqttSettings
 from pi_monitor.events import EVENT_TYPES
 from pi_monitor.methods import METHODS
+from pi_monitor.state import Key
 
 ONLINE, OFFLINE = "online", "offline"
 HA_STATUS_SUFFIX = "status"
@@ -62,12 +63,18 @@ class Topics:
         return f"{self.discovery_prefix}/{component}/{device_id}/{object_id}/config"
 
 
-def _state_value(key: str) -> str:
+def _state_value(key: Key) -> str:
     return "{{ value_json." + key + " }}"
 
 
-def _state_on_off(key: str) -> str:
+def _state_on_off(key: Key) -> str:
     return "{{ 'ON' if value_json." + key + " else 'OFF' }}"
+
+
+def _state_attributes(**keys: Key) -> str:
+    """An entity's attributes: attribute name -> state key."""
+    pairs = ", ".join(f"'{name}': value_json.{key}" for name, key in keys.items())
+    return "{{ {" + pairs + "} | tojson }}"
 
 
 def discovery_configs(settings: MqttSettings) -> dict[str, dict[str, Any]]:
@@ -97,20 +104,20 @@ def discovery_configs(settings: MqttSettings) -> dict[str, dict[str, Any]]:
                 "device_class": "problem",
                 "entity_category": "diagnostic",
                 "state_topic": state,
-                "value_template": _state_on_off("problem"),
+                "value_template": _state_on_off(Key.PROBLEM),
                 "json_attributes_topic": state,
-                "json_attributes_template": "{{ {'detail': value_json.problem_detail} | tojson }}",
+                "json_attributes_template": _state_attributes(detail=Key.PROBLEM_DETAIL),
             },
         ),
-        ("sensor", "cry_duration", _duration("Current cry duration", state, "cry_s")),
-        ("sensor", "last_cry_duration", _duration("Last cry duration", state, "last_cry_s")),
+        ("sensor", "cry_duration", _duration("Current cry duration", state, Key.CRY_S)),
+        ("sensor", "last_cry_duration", _duration("Last cry duration", state, Key.LAST_CRY_S)),
         (
             "sensor",
             "cry_score",
             {
                 "name": "Cry score",
                 "state_topic": state,
-                "value_template": _state_value("score"),
+                "value_template": _state_value(Key.SCORE),
                 "state_class": "measurement",
                 "suggested_display_precision": 2,
             },
@@ -121,7 +128,7 @@ def discovery_configs(settings: MqttSettings) -> dict[str, dict[str, Any]]:
             {
                 "name": "Sound level",
                 "state_topic": state,
-                "value_template": _state_value("level_dbfs"),
+                "value_template": _state_value(Key.LEVEL_DBFS),
                 "unit_of_measurement": "dBFS",
                 "state_class": "measurement",
                 "suggested_display_precision": 1,
@@ -131,7 +138,7 @@ def discovery_configs(settings: MqttSettings) -> dict[str, dict[str, Any]]:
             "sensor",
             "tonight_crying",
             {
-                **_duration("Crying tonight", state, "tonight_cry_min"),
+                **_duration("Crying tonight", state, Key.TONIGHT_CRY_MIN),
                 "unit_of_measurement": "min",
             },
         ),
@@ -142,7 +149,7 @@ def discovery_configs(settings: MqttSettings) -> dict[str, dict[str, Any]]:
                 "name": "Next check-in",
                 "device_class": "timestamp",
                 "state_topic": state,
-                "value_template": _state_value("next_checkin"),
+                "value_template": _state_value(Key.NEXT_CHECKIN),
             },
         ),
         (
@@ -163,7 +170,7 @@ def discovery_configs(settings: MqttSettings) -> dict[str, dict[str, Any]]:
                 "options": list(METHODS),
                 "command_topic": topics.command("method"),
                 "state_topic": state,
-                "value_template": _state_value("method"),
+                "value_template": _state_value(Key.METHOD),
             },
         ),
         (
@@ -175,7 +182,7 @@ def discovery_configs(settings: MqttSettings) -> dict[str, dict[str, Any]]:
                 "entity_category": "config",
                 "command_topic": topics.command("min_bout_s"),
                 "state_topic": state,
-                "value_template": _state_value("min_bout_s"),
+                "value_template": _state_value(Key.MIN_BOUT_S),
                 "min": 0.0,
                 "max": MIN_BOUT_MAX_S,
                 "step": 0.25,
@@ -193,7 +200,7 @@ def discovery_configs(settings: MqttSettings) -> dict[str, dict[str, Any]]:
                 "payload_on": "ON",
                 "payload_off": "OFF",
                 "state_topic": state,
-                "value_template": _state_on_off("session"),
+                "value_template": _state_on_off(Key.SESSION),
             },
         ),
         (
@@ -221,7 +228,7 @@ def discovery_configs(settings: MqttSettings) -> dict[str, dict[str, Any]]:
     }
 
 
-def _duration(name: str, state_topic: str, key: str) -> dict[str, Any]:
+def _duration(name: str, state_topic: str, key: Key) -> dict[str, Any]:
     return {
         "name": name,
         "device_class": "duration",

@@ -29,14 +29,14 @@ from pi_monitor.config import ConfigError, MqttSettings
 from pi_monitor.discovery import OFFLINE, ONLINE, Topics, discovery_configs
 from pi_monitor.events import EVENT_TYPES
 from pi_monitor.outbox import Outbox
-from pi_monitor.state import MonitorState, apply_event, with_problem
+from pi_monitor.state import Key, MonitorState, apply_event, with_problem
 
 log = logging.getLogger(__name__)
 
 OUTBOX_FILE = "mqtt-outbox.sqlite3"
 LOOP_TIMEOUT_S = 0.2  # how often queued events are picked up: 5 wake-ups a second on a Pi
 STATE_MIN_INTERVAL_S = 1.0
-_FAST_KEYS = ("cry_s", "score", "level_dbfs")
+_FAST_KEYS = (Key.CRY_S, Key.SCORE, Key.LEVEL_DBFS)
 
 
 def client_id(settings: MqttSettings) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from typing import Any
 
 from pi_monitor.checkin import CoachStatus
@@ -16,6 +17,24 @@ from pi_monitor.commands import Command, SessionEnd, SessionStart, SetMethod, Se
 from pi_monitor.events import Reason
 
 HEALTH_REASONS = (Reason.MIC_LOST, Reason.MIC_SILENT)
+
+
+class Key(StrEnum):
+    """The keys of the retained `<base>/state` JSON: written here, read by the discovery value
+    templates (`discovery.py`) and paced by the publisher (`mqtt.py`)."""
+
+    CRYING = "crying"
+    CRY_S = "cry_s"
+    LAST_CRY_S = "last_cry_s"
+    SCORE = "score"
+    LEVEL_DBFS = "level_dbfs"
+    METHOD = "method"
+    MIN_BOUT_S = "min_bout_s"
+    NEXT_CHECKIN = "next_checkin"
+    TONIGHT_CRY_MIN = "tonight_cry_min"
+    SESSION = "session"
+    PROBLEM = "problem"
+    PROBLEM_DETAIL = "problem_detail"
 
 
 @dataclass(frozen=True)
@@ -36,21 +55,21 @@ class MonitorState:
     problem: bool = False
     problem_detail: str = ""
 
-    def to_payload(self) -> dict[str, Any]:
+    def to_payload(self) -> dict[Key, Any]:
         """The retained `<base>/state` JSON read by the discovery value templates."""
         return {
-            "crying": self.crying,
-            "cry_s": round(self.cry_s, 1),
-            "last_cry_s": None if self.last_cry_s is None else round(self.last_cry_s, 1),
-            "score": None if self.score is None else round(self.score, 3),
-            "level_dbfs": None if self.level_dbfs is None else round(self.level_dbfs, 1),
-            "method": self.method,
-            "min_bout_s": self.min_bout_s,
-            "next_checkin": self.next_checkin,
-            "tonight_cry_min": round(self.tonight_cry_s / 60.0, 1),
-            "session": self.session,
-            "problem": self.problem,
-            "problem_detail": self.problem_detail,
+            Key.CRYING: self.crying,
+            Key.CRY_S: round(self.cry_s, 1),
+            Key.LAST_CRY_S: None if self.last_cry_s is None else round(self.last_cry_s, 1),
+            Key.SCORE: None if self.score is None else round(self.score, 3),
+            Key.LEVEL_DBFS: None if self.level_dbfs is None else round(self.level_dbfs, 1),
+            Key.METHOD: self.method,
+            Key.MIN_BOUT_S: self.min_bout_s,
+            Key.NEXT_CHECKIN: self.next_checkin,
+            Key.TONIGHT_CRY_MIN: round(self.tonight_cry_s / 60.0, 1),
+            Key.SESSION: self.session,
+            Key.PROBLEM: self.problem,
+            Key.PROBLEM_DETAIL: self.problem_detail,
         }
 
 
