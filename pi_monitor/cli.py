@@ -23,7 +23,8 @@ from pi_monitor.methods import METHODS, AgeGateError, age_gate
 
 if TYPE_CHECKING:
     from pi_monitor.checkin import CheckinCoach
-    from pi_monitor.replay import EventSink
+    from pi_monitor.mqtt import MqttPublisher
+    from pi_monitor.state import MonitorState
 
 EXIT_OK, EXIT_FAILED, EXIT_PIPE_CLOSED = 0, 2, 1
 
@@ -100,6 +101,7 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_replay(args: argparse.Namespace) -> int:
     from pi_monitor.replay import replay_paths
+    from pi_monitor.sinks import Sink
 
     settings = _settings(args)
     if args.block_frames < 1:
@@ -111,8 +113,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         out = args.out.open("w", encoding="utf-8") if args.out else sys.stdout
     except OSError as e:
         raise ConfigError(f"{args.out}: cannot write output ({e.strerror})") from None
-    output = _JsonLinesOutput(out, str(args.out) if args.out else "standard output")
-    sinks = [output.write]
+    output = _JsonLinesOutput(out, str(args.out) if args.out else "standard output", args.scores)
+    sinks: list[Sink] = [output]
     mqtt_errors: list[str] = []
     with contextlib.ExitStack() as stack:
         if args.mqtt:
@@ -121,9 +123,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             report = replay_paths(
                 args.paths,
                 classifier,
-                settings.detector,
+                settings,
                 sinks,
-                scores=args.scores,
                 block_frames=args.block_frames,
                 progress=sys.stderr,
                 coach=_rehearsal_coach(args, settings),
@@ -154,18 +155,22 @@ def _refuse_input_as_output(out: Path, paths: list[str]) -> None:
 
 
 class _JsonLinesOutput:
-    """The events as JSON Lines; a failed write (disk full, /dev/full) is one `OutputError` line
-    instead of a traceback, while a closed pipe stays `BrokenPipeError` for `main`."""
+    """The events as JSON Lines (a sink); a failed write (disk full, /dev/full) is one
+    `OutputError` line instead of a traceback, while a closed pipe stays `BrokenPipeError` for
+    `main`."""
 
-    def __init__(self, out: TextIO, where: str) -> None:
-        from pi_monitor.replay import jsonl_sink
+    def __init__(self, out: TextIO, where: str, scores: bool) -> None:
+        from pi_monitor.sinks import JsonlSink
 
         self.out, self.where = out, where
-        self._write = jsonl_sink(out)
+        self._lines = JsonlSink(out, scores)
 
-    def write(self, line: dict[str, Any]) -> None:
+    def event(self, line: dict[str, Any]) -> None:
         with self._failing_writes_reported():
-            self._write(line)
+            self._lines.event(line)
+
+    def state(self, state: MonitorState) -> None:
+        """JSON Lines carry events only."""
 
     def flush(self) -> None:
         with self._failing_writes_reported():
@@ -192,11 +197,10 @@ MQTT_DRAIN_S = 30.0
 
 
 @contextlib.contextmanager
-def _replay_mqtt(settings: Settings, errors: list[str]) -> Iterator[EventSink]:
-    """A sink publishing to the configured broker, with its own client id and a throw-away
-    outbox; on exit waits until the broker has every event, else adds an error line."""
-    from pi_monitor.mqtt import MqttPublisher, client_id, mqtt_sink
-    from pi_monitor.state import MonitorState
+def _replay_mqtt(settings: Settings, errors: list[str]) -> Iterator[MqttPublisher]:
+    """A publisher to the configured broker, with its own client id and a throw-away outbox;
+    on exit waits until the broker has every event, else adds an error line."""
+    from pi_monitor.mqtt import MqttPublisher, client_id
     from pi_monitor.tls import mqtt_tls_context
 
     m = settings.mqtt
@@ -206,7 +210,7 @@ def _replay_mqtt(settings: Settings, errors: list[str]) -> Iterator[EventSink]:
         publisher = MqttPublisher(replay_settings, Path(state_dir))
         publisher.start()
         try:
-            yield mqtt_sink(publisher, MonitorState(method=settings.checkin.method))
+            yield publisher
             delivered = publisher.wait_connected(MQTT_DRAIN_S) and publisher.wait_drained(
                 MQTT_DRAIN_S
             )
@@ -295,7 +299,7 @@ def _cmd_devices(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-# --- sleep-training check-ins: replay rehearsal and report (check-in engineer's block) -----
+# --- sleep-training check-ins: rehearse a night in a replay, report the nights ----------
 
 
 def _add_rehearsal_flags(p: argparse.ArgumentParser) -> None:

@@ -29,7 +29,7 @@ from pi_monitor.config import ConfigError, MqttSettings
 from pi_monitor.discovery import OFFLINE, ONLINE, Topics, discovery_configs
 from pi_monitor.events import EVENT_TYPES
 from pi_monitor.outbox import Outbox
-from pi_monitor.state import Key, MonitorState, apply_event, with_problem
+from pi_monitor.state import Key, MonitorState, with_problem
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,8 @@ def client_id(settings: MqttSettings) -> str:
 
 
 class MqttPublisher:
-    """`start()`, then `publish_event` / `publish_state` / `set_problem` from any thread.
+    """`start()`, then `publish_event` / `publish_state` / `set_problem` from any thread; as a
+    sink of the flow (`sinks.py`) it takes events and states through `event` and `state`.
 
     `on_command` is called on the MQTT thread with each valid command; keep it short. Invalid
     commands are logged and dropped before it.
@@ -60,7 +61,7 @@ class MqttPublisher:
         self.settings = settings
         self.topics = Topics.from_settings(settings)
         self.outbox = Outbox(Path(state_dir) / OUTBOX_FILE, settings.queue_max_events)
-        self._on_command = on_command
+        self.on_command = on_command
         self._client = self._make_client()
         self._lock = threading.Lock()
         self._state: MonitorState | None = None
@@ -122,6 +123,16 @@ class MqttPublisher:
         with self._lock:
             current = self._state or MonitorState()
         self.publish_state(with_problem(current, on, detail))
+
+    # ---- as one of the flow's sinks ----
+
+    def event(self, line: dict[str, Any]) -> None:
+        """The contract's events go to `<base>/event`; window scores only move the state."""
+        if line["type"] in EVENT_TYPES:
+            self.publish_event(line)
+
+    def state(self, state: MonitorState) -> None:
+        self.publish_state(state)
 
     @property
     def connected(self) -> bool:
@@ -283,26 +294,12 @@ class MqttPublisher:
             log.warning("ignored MQTT command: %s", e)
             return
         log.info("MQTT command: %s", command)
-        if self._on_command is None:
+        if self.on_command is None:
             return
         try:
-            self._on_command(command)
+            self.on_command(command)
         except Exception:
             log.exception("command handler failed for %s", command)
-
-
-def mqtt_sink(publisher: MqttPublisher, state: MonitorState) -> Callable[[dict[str, Any]], None]:
-    """An event sink (e.g. for replay): every event, scores too, is folded into the retained
-    state (starting from `state`); contract events are also queued for `<base>/event`."""
-
-    def send(event: dict[str, Any]) -> None:
-        nonlocal state
-        state = apply_event(state, event)
-        publisher.publish_state(state)
-        if event.get("type") in EVENT_TYPES:
-            publisher.publish_event(event)
-
-    return send
 
 
 def _slow_part(payload: dict[str, Any]) -> dict[str, Any]:
