@@ -29,7 +29,7 @@ from pi_monitor.config import ConfigError, MqttSettings
 from pi_monitor.discovery import OFFLINE, ONLINE, Topics, discovery_configs
 from pi_monitor.events import EVENT_TYPES
 from pi_monitor.outbox import Outbox
-from pi_monitor.state import Key, MonitorState, with_problem
+from pi_monitor.state import Key, MonitorState
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,8 @@ def client_id(settings: MqttSettings) -> str:
 
 
 class MqttPublisher:
-    """`start()`, then `publish_event` / `publish_state` / `set_problem` from any thread; as a
-    sink of the flow (`sinks.py`) it takes events and states through `event` and `state`.
+    """`start()`, then `publish_event` / `publish_state` from any thread; as a sink of the flow
+    (`sinks.py`) it takes events and states through `event` and `state`.
 
     `on_command` is called on the MQTT thread with each valid command; keep it short. Invalid
     commands are logged and dropped before it.
@@ -117,12 +117,6 @@ class MqttPublisher:
         with self._lock:
             self._state = state
             self._state_dirty = True
-
-    def set_problem(self, on: bool, detail: str = "") -> None:
-        """Raise or clear the diagnostic problem on the latest state."""
-        with self._lock:
-            current = self._state or MonitorState()
-        self.publish_state(with_problem(current, on, detail))
 
     # ---- as one of the flow's sinks ----
 
