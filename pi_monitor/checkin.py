@@ -39,7 +39,16 @@ from typing import ClassVar, Protocol
 
 from pi_monitor.commands import CheckedIn, SessionEnd, SessionStart, SetMethod
 from pi_monitor.config import CheckinSettings, check_checkin
-from pi_monitor.events import CheckinDue, CryEnd, CryOnset, Escalation, Event, Reason, Settled
+from pi_monitor.events import (
+    CheckinDue,
+    CryEnd,
+    CryOnset,
+    Escalation,
+    Event,
+    Reason,
+    SessionStarted,
+    Settled,
+)
 from pi_monitor.methods import METHODS, AgeGateError, age_gate
 
 log = logging.getLogger(__name__)
@@ -64,7 +73,7 @@ class AudioLost(Event):
 Input = CryOnset | CryEnd | AudioLost | SessionStart | SessionEnd | CheckedIn | SetMethod
 
 
-class CommandRefused(ValueError):
+class Refused(ValueError):
     """A parent command the coach will not apply (one line saying why); state is unchanged."""
 
 
@@ -93,6 +102,7 @@ class CoachStatus:
     night_wakings: int
     night_cry_s: float
     night_checkins: int
+    last_cry_s: float | None
 
 
 @dataclass
@@ -152,6 +162,7 @@ class CheckinCoach:
         self._night_checkins = 0
         self._now = -math.inf
         self.last_answer: Answer | None = None
+        self.last_cry_s: float | None = None  # the last bout's length, session or not
 
     @property
     def now(self) -> float:
@@ -170,7 +181,7 @@ class CheckinCoach:
     def handle(self, item: Input) -> list[Event]:
         """Apply one detector event or command at the time it became known.
 
-        A refused command raises CommandRefused before anything changes, so no event is lost."""
+        A refused command raises Refused before anything changes, so no event is lost."""
         self._check(item)
         at = known_at(item)
         out = self._advance(at)
@@ -180,16 +191,16 @@ class CheckinCoach:
                 self._onset(item.t)
             case CryEnd():
                 self._close_bout(item.t)
+                self.last_cry_s = item.duration_s
             case AudioLost():
                 self._close_bout(item.t)
             case SessionStart():
-                self._start(self.planned(item))
+                out.append(self._start(self.planned(item)))
             case SessionEnd():
                 self._end()
             case CheckedIn():
                 self.last_answer = self._answer(item.t)
             case SetMethod():
-                log.info("check-in method now %s", item.method)
                 self._method = item.method
             case _:
                 return out
@@ -206,10 +217,11 @@ class CheckinCoach:
             crying=bool(ep and ep.bout_t is not None),
             checkins=ep.checkins if ep else 0,
             cry_s=ep.cry_s(self._now) if ep else 0.0,
-            next_checkin_t=self._next_checkin_t(ep) if ep and in_session else None,
+            next_checkin_t=self._expected_checkin_t(ep) if ep and in_session else None,
             night_wakings=self._episodes,
             night_cry_s=self._night_cry_s + self._session_cry_s(self._now),
             night_checkins=self._night_checkins,
+            last_cry_s=self.last_cry_s,
         )
 
     def interval_s(self, k: int) -> float | None:
@@ -239,40 +251,44 @@ class CheckinCoach:
         match item:
             case SessionStart():
                 if item.night is not None and item.night < 1:
-                    raise CommandRefused(f"night must be 1 or more, got {item.night}")
+                    raise Refused(f"night must be 1 or more, got {item.night}")
                 self._gate(item.method or self._method, item.date or self._today)
             case SetMethod():
                 self._gate(item.method, self._session.date if self._session else self._today)
 
     def _gate(self, method: str, day: datetime.date) -> None:
         if method not in METHODS:
-            raise CommandRefused(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+            raise Refused(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
         try:
             warnings = age_gate(method, self._settings.birth_date, day)
         except AgeGateError as e:
-            raise CommandRefused(str(e)) from None
+            raise Refused(str(e)) from None
         for w in warnings:
             log.warning("%s", w)
 
-    def _start(self, s: SessionStart) -> None:
+    def _start(self, s: SessionStart) -> SessionStarted:
         """Begin (or, for the same date and night, resume) a night; the reminder comes first."""
         method = s.method or self._method
-        log.warning("%s", SAFETY_REMINDER)
         self._method = method
         last, self._session = self._last_session, s
         self._last_session = s
         step = s.fading_step or self._settings.fading_step
-        log.info("session night %d (%s), method %s", s.night, s.date, method)
-        if method == "fading" and step:
-            log.info("fading step tonight: %s", step)
+        started = SessionStarted(
+            t=s.t,
+            night=self._night(),
+            method=method,
+            detail=SAFETY_REMINDER,
+            fading_step=step if method == "fading" and step else None,
+        )
         if last is not None and (last.date, last.night) == (s.date, s.night):
-            return
+            return started
         self._night_cry_s = 0.0
         self._night_checkins = 0
         self._episodes = 0
         if self._ep is not None:
             self._episodes = self._ep.number = 1
             self._ep.anchor_t = max(self._ep.anchor_t, s.t)
+        return started
 
     def _end(self) -> None:
         self._night_cry_s += self._session_cry_s(self._now)
@@ -320,6 +336,17 @@ class CheckinCoach:
     def _next_checkin_t(self, ep: _Episode) -> float | None:
         wait = self.interval_s(ep.checkins)
         return None if wait is None else ep.anchor_t + wait
+
+    def _expected_checkin_t(self, ep: _Episode) -> float | None:
+        """When the next check-in falls due if nothing else happens: while the baby cries, at the
+        end of the wait; in a pause, only a wait still running has a time (one that ran out falls
+        due when crying resumes, which nobody can know)."""
+        due = self._next_checkin_t(ep)
+        if due is None:
+            return None
+        if ep.bout_t is not None:
+            return max(due, ep.bout_t)
+        return due if due > self._now else None
 
     def _advance(self, now: float) -> list[Event]:
         out: list[Event] = []

@@ -23,6 +23,7 @@ from pi_monitor.methods import METHODS, AgeGateError, age_gate
 
 if TYPE_CHECKING:
     from pi_monitor.checkin import CheckinCoach
+    from pi_monitor.commands import SessionStart
     from pi_monitor.mqtt import MqttPublisher
     from pi_monitor.state import MonitorState
 
@@ -113,6 +114,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         out = args.out.open("w", encoding="utf-8") if args.out else sys.stdout
     except OSError as e:
         raise ConfigError(f"{args.out}: cannot write output ({e.strerror})") from None
+    coach, session = _rehearsal(args, settings)
     output = _JsonLinesOutput(out, str(args.out) if args.out else "standard output", args.scores)
     sinks: list[Sink] = [output]
     mqtt_errors: list[str] = []
@@ -127,7 +129,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
                 sinks,
                 block_frames=args.block_frames,
                 progress=sys.stderr,
-                coach=_rehearsal_coach(args, settings),
+                coach=coach,
+                commands=session,
                 start=args.start,
             )
             output.flush()
@@ -340,28 +343,23 @@ def _start_time(text: str) -> datetime.datetime:
     return moment if moment.tzinfo else moment.astimezone()
 
 
-def _rehearsal_coach(
+def _rehearsal(
     args: argparse.Namespace, settings: Settings
-) -> Callable[[], CheckinCoach] | None:
-    """A fresh coach per file with a session from its start, or None without --method/--night."""
+) -> tuple[Callable[[], CheckinCoach] | None, list[SessionStart]]:
+    """A fresh coach per file and the session it starts at the file's start, or neither
+    without --method/--night."""
     from pi_monitor.checkin import CheckinCoach
     from pi_monitor.commands import SessionStart
 
     if args.method is None and args.night is None:
-        return None
+        return None, []
     night = 1 if args.night is None else args.night
     if night < 1:
         raise ConfigError(f"--night must be 1 or more, got {night}")
     checkin = dataclasses.replace(settings.checkin, method=args.method or settings.checkin.method)
     day = (args.start or datetime.datetime.now().astimezone()).date()
     CheckinCoach(checkin, day)  # the age gate, once, before any audio is read
-
-    def make() -> CheckinCoach:
-        coach = CheckinCoach(checkin, day)
-        coach.handle(SessionStart(t=0.0, night=night, date=day))
-        return coach
-
-    return make
+    return lambda: CheckinCoach(checkin, day), [SessionStart(t=0.0, night=night, date=day)]
 
 
 def _add_report(sub: argparse._SubParsersAction) -> None:

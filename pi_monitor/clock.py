@@ -16,7 +16,7 @@ class Clock(Protocol):
     def observe(self, t: float, restart: bool) -> None:
         """A block ending at flow time `t` has just arrived; `restart`: the first of a stream."""
 
-    def iso(self, t: float) -> str | None:
+    def iso(self, t: float, timespec: str = "milliseconds") -> str | None:
         """Flow time `t` as ISO-8601 wall time with offset, or None when it is not known."""
 
 
@@ -50,8 +50,8 @@ class WallClock:
     def moment(self, t: float) -> datetime.datetime:
         return datetime.datetime.fromtimestamp(self.wall(t)).astimezone()
 
-    def iso(self, t: float) -> str:
-        return self.moment(t).isoformat(timespec="milliseconds")
+    def iso(self, t: float, timespec: str = "milliseconds") -> str:
+        return self.moment(t).isoformat(timespec=timespec)
 
 
 class StartClock:
@@ -63,7 +63,7 @@ class StartClock:
     def observe(self, t: float, restart: bool) -> None:
         """Nothing to learn: a file's time is its audio time."""
 
-    def iso(self, t: float) -> str | None:
+    def iso(self, t: float, timespec: str = "milliseconds") -> str | None:
         if self.start is None:
             return None
-        return (self.start + datetime.timedelta(seconds=t)).isoformat(timespec="milliseconds")
+        return (self.start + datetime.timedelta(seconds=t)).isoformat(timespec=timespec)

@@ -116,5 +116,37 @@ class Settled(Event):
     episode_s: float
 
 
-CONTRACT_EVENTS: tuple[type[Event], ...] = (CryOnset, CryEnd, CheckinDue, Escalation, Settled)
+@dataclass(frozen=True)
+class SessionStarted(Event):
+    """Tonight's sleep session began: night `night` of the plan with `method`; `detail` is the
+    reminder that comes first (feeding, nappy and comfort), so it reaches the parent too."""
+
+    type: ClassVar[str] = "session_started"
+    t: float
+    night: int
+    method: str
+    detail: str
+    fading_step: str | None = None
+
+
+@dataclass(frozen=True)
+class CommandRefused(Event):
+    """A parent's command that was not applied (e.g. a method the age gate refuses); `command`
+    is its type and `detail` says why and what to do instead."""
+
+    type: ClassVar[str] = "command_refused"
+    t: float
+    command: str
+    detail: str
+
+
+CONTRACT_EVENTS: tuple[type[Event], ...] = (
+    CryOnset,
+    CryEnd,
+    CheckinDue,
+    Escalation,
+    Settled,
+    SessionStarted,
+    CommandRefused,
+)
 EVENT_TYPES = tuple(cls.type for cls in CONTRACT_EVENTS)  # what MQTT and Home Assistant carry

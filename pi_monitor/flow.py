@@ -16,6 +16,7 @@ checks keep their timing through an outage.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import time
@@ -24,19 +25,19 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from pi_monitor.checkin import Coach, CommandRefused
+from pi_monitor.checkin import Coach, Refused
 from pi_monitor.choices import Choices
 from pi_monitor.classifier import CryClassifier
 from pi_monitor.clock import Clock, StartClock
 from pi_monitor.commands import Command, SetMinBout
 from pi_monitor.config import Settings
-from pi_monitor.events import CryEnd, CryOnset, Event
+from pi_monitor.events import CommandRefused, CryEnd, CryOnset, Event
 from pi_monitor.health import level_dbfs
 from pi_monitor.pipeline import Pipeline
 from pi_monitor.recovery import GiveUp, Recovery
 from pi_monitor.sinks import Sink
 from pi_monitor.source import AudioSource, SourceEnded, SourceError
-from pi_monitor.state import MonitorState, apply_command, apply_event, resumed, with_problem
+from pi_monitor.state import MonitorState, coached, heard, with_problem
 
 log = logging.getLogger(__name__)
 
@@ -104,14 +105,20 @@ class Flow:
         self._sent: MonitorState | None = None
 
     def _initial_state(self) -> MonitorState:
-        """After a restart in the night HA must show the session, tonight's crying and the
-        check-in due as the coach resumed them, not the config's defaults."""
-        detector = self.settings.detector
+        """After a restart HA must show what the coach resumed from the night log (the session,
+        tonight's crying, the check-in due, the last cry), not the config's defaults."""
+        state = MonitorState(
+            method=self.settings.checkin.method, min_bout_s=self.settings.detector.min_bout_s
+        )
         if self.coach is None:
-            return MonitorState(method=self.settings.checkin.method, min_bout_s=detector.min_bout_s)
+            return state
+        return self._coached(replace(state, last_cry_s=self.coach.status().last_cry_s))
+
+    def _coached(self, state: MonitorState) -> MonitorState:
+        assert self.coach is not None
         status = self.coach.status()
         due = status.next_checkin_t
-        return resumed(status, None if due is None else self.clock.iso(due), detector.min_bout_s)
+        return coached(state, status, None if due is None else self.clock.iso(due, "seconds"))
 
     @property
     def now(self) -> float:
@@ -121,7 +128,7 @@ class Flow:
         return self._last_t + max(0.0, self.edges.monotonic() - self._last_mono)
 
     def command(self, command: Command) -> None:
-        """A parent's command (any thread): applied in order at the start of the next tick."""
+        """A parent's command (any thread): applied in order at the start of the next step."""
         self._commands.put(command)
 
     def run(self) -> None:
@@ -131,8 +138,11 @@ class Flow:
         self.close()
 
     def step(self) -> bool:
-        """One turn: a block (or an attempt to open the source), then what time brings.
-        False once the flow has ended."""
+        """One turn: the parents' commands, a block (or an attempt to open the source), then
+        what time brings. False once the flow has ended."""
+        t = self.now
+        while not self._commands.empty():
+            self._apply(self._commands.get_nowait(), t)
         if self.pipeline is None:
             self._open()
         else:
@@ -204,15 +214,14 @@ class Flow:
         if first:
             self.recovery.listening(self.source)
 
-    # ---- time-driven work and commands ----
+    # ---- commands and time-driven work ----
 
     def _tick(self) -> None:
         t = self.now
-        while not self._commands.empty():
-            self._apply(self._commands.get_nowait(), t)
         self._emit(self.recovery.tick(t))
         if self.coach is not None:
             self._emit(self.coach.tick(t))
+            self.state = self._coached(self.state)
         self._sync_problem()
         self._send_state()
 
@@ -224,20 +233,21 @@ class Flow:
             if self.pipeline is not None:
                 self.pipeline.set_detector(self.settings.detector)
             log.info("command: min_bout_s %.2f s", command.seconds)
-            self.state = apply_command(self.state, command)
+            self.state = replace(self.state, min_bout_s=self.settings.detector.min_bout_s)
             return
         if self.coach is None:
             log.warning("command %s ignored: no check-in coach in this flow", command.type)
             return
         try:
             out = self.coach.handle(command)
-        except CommandRefused as e:
+        except Refused as e:
             log.warning("command refused: %s", e)
+            self._emit([CommandRefused(t=t, command=command.type, detail=str(e))])
             return
-        log.info("command: %s", command.to_dict())
+        log.info("command %s", json.dumps(command.to_dict(), default=str, separators=(",", ":")))
         self._choose(command)
-        self.state = apply_command(self.state, command)
         self._emit(out)
+        self.state = self._coached(self.state)
 
     def _choose(self, command: Command) -> None:
         """A choice made in HA becomes the effective setting (kept, when the flow keeps them)."""
@@ -264,7 +274,7 @@ class Flow:
             if wall is not None:
                 extra["wall"] = wall
             line = event.to_dict(**extra)
-            self.state = apply_event(self.state, line)
+            self.state = heard(self.state, event)
             for sink in self.sinks:
                 sink.event(line)
             if self.coach is not None and isinstance(event, CryOnset | CryEnd):

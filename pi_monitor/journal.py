@@ -7,13 +7,16 @@ so a restart mid-night rebuilds the coach by replaying them: same episode, same 
 from __future__ import annotations
 
 import datetime
+import logging
 from dataclasses import replace
 
-from pi_monitor.checkin import AudioLost, CheckinCoach, CoachStatus, Input
-from pi_monitor.commands import CheckedIn, SessionEnd, SessionStart
+from pi_monitor.checkin import AudioLost, CheckinCoach, CoachStatus, Input, Refused
+from pi_monitor.commands import CheckedIn, SessionEnd, SessionStart, SetMethod
 from pi_monitor.config import CheckinSettings
-from pi_monitor.events import Event
+from pi_monitor.events import CryEnd, Event
 from pi_monitor.nightlog import NightLog, evening_of
+
+logger = logging.getLogger(__name__)
 
 HEARTBEAT_S = 30.0
 
@@ -22,10 +25,10 @@ class JournaledCoach:
     """A CheckinCoach whose nights are written to the night log as they happen.
 
     A `Coach` like the one it wraps (`handle` / `tick` / `status`). Open it with
-    `JournaledCoach.open` at start-up: it replays tonight's logged inputs, so after a restart the
-    coach is in the same episode with the same check-in count; a bout that was open when the
-    stream stopped is ended at the last moment the log saw (the new stream's detector reports
-    crying that goes on).
+    `JournaledCoach.open` at start-up: it replays the latest night's logged inputs, so after a
+    restart the coach is in the same episode with the same check-in count and the same totals;
+    a bout that was open when the stream stopped is ended at the last moment the log saw (the
+    new stream's detector reports crying that goes on).
     """
 
     def __init__(self, coach: CheckinCoach, log: NightLog, origin: float) -> None:
@@ -39,30 +42,54 @@ class JournaledCoach:
     def open(
         cls, settings: CheckinSettings, log: NightLog, origin: datetime.datetime
     ) -> JournaledCoach:
-        """Coach for a stream whose audio time 0 is `origin` (aware), resuming tonight's night."""
+        """Coach for a stream whose audio time 0 is `origin` (aware), resuming the latest night.
+
+        The method in effect is `settings.method` (the file's, or the one chosen in Home
+        Assistant since): a choice made while no session ran is newer than the night's log."""
         coach = CheckinCoach(settings, origin.date())
         journaled = cls(coach, log, origin.timestamp())
         journaled._resume(evening_of(origin))
+        journaled._use_method(settings.method)
         return journaled
 
     def _resume(self, evening: datetime.date) -> None:
+        self.coach.last_cry_s = self.log.last_cry_s()
         nights = self.log.nights(last=1)
         if not nights:
             return
         night = nights[0]
-        if night.evening != evening:
-            if night.ended is None:
-                self.log.end_night(night.id, night.last_seen)
-            return
         for item in self.log.inputs(night.id, self.origin):
-            self.coach.handle(item)
-        self.coach.tick(night.last_seen - self.origin)
-        if night.ended is None:
+            try:
+                self.coach.handle(item)
+            except Refused as e:
+                logger.warning("%s: logged %s no longer applies (%s)", self.log.path, item.type, e)
+        last_seen = night.last_seen - self.origin
+        self.coach.tick(last_seen)
+        if night.ended is not None:
+            return
+        if self.coach.status().crying:
+            self._resumed(night.id, AudioLost(t=last_seen))
+        if night.evening == evening:
             self._night_id = night.id
-            if self.coach.status().crying:
-                lost = AudioLost(t=night.last_seen - self.origin)
-                self.coach.handle(lost)
-                self.log.add_input(night.id, lost, self.origin)
+            return
+        # A session left on from an earlier evening ended at its last sign of life; what fell due
+        # after that, hours ago, is no news now.
+        self._resumed(night.id, SessionEnd(t=last_seen))
+        self.log.end_night(night.id, night.last_seen)
+        self.coach.tick(0.0)
+
+    def _resumed(self, night_id: int, item: Input) -> None:
+        """An input the restart itself implies, applied and logged like any other."""
+        self.coach.handle(item)
+        self.log.add_input(night_id, item, self.origin)
+
+    def _use_method(self, method: str) -> None:
+        if self.coach.status().method == method:
+            return
+        try:
+            self.handle(SetMethod(method=method, t=0.0))
+        except Refused as e:
+            logger.warning("check-in method stays %s: %s", self.coach.status().method, e)
 
     def _planned(self, start: SessionStart) -> SessionStart:
         """`start` as it is logged: tonight's evening, the plan's night for it, the method."""
@@ -76,10 +103,12 @@ class JournaledCoach:
         return self.coach.status()
 
     def handle(self, item: Input) -> list[Event]:
-        """Apply `item` (CommandRefused leaves coach and log unchanged) and log it with outputs."""
+        """Apply `item` (Refused leaves coach and log unchanged) and log it with outputs."""
         if isinstance(item, SessionStart):
             item = self._planned(item)
         out = self.coach.handle(item)
+        if isinstance(item, CryEnd):
+            self.log.set_last_cry(self.origin + item.t, item.duration_s)
         at = self.origin + self.coach.now
         if isinstance(item, SessionStart):
             status = self.coach.status()

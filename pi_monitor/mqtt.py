@@ -29,14 +29,12 @@ from pi_monitor.config import ConfigError, MqttSettings
 from pi_monitor.discovery import OFFLINE, ONLINE, Topics, discovery_configs
 from pi_monitor.events import EVENT_TYPES
 from pi_monitor.outbox import Outbox
-from pi_monitor.state import Key, MonitorState
+from pi_monitor.state import MonitorState, StatePacer
 
 log = logging.getLogger(__name__)
 
 OUTBOX_FILE = "mqtt-outbox.sqlite3"
 LOOP_TIMEOUT_S = 0.2  # how often queued events are picked up: 5 wake-ups a second on a Pi
-STATE_MIN_INTERVAL_S = 1.0
-_FAST_KEYS = (Key.CRY_S, Key.SCORE, Key.LEVEL_DBFS)
 
 
 def client_id(settings: MqttSettings) -> str:
@@ -65,9 +63,9 @@ class MqttPublisher:
         self._client = self._make_client()
         self._lock = threading.Lock()
         self._state: MonitorState | None = None
-        self._state_dirty = False
-        self._sent_state: dict[str, Any] | None = None
-        self._next_state_at = 0.0
+        self._pacer = StatePacer()
+        self._offered_crying: bool | None = None
+        self._crying_changes: list[bool] = []  # each start and stop, even between two sends
         self._inflight: dict[int, int] = {}
         self._sent_upto = 0
         self._backoff = Backoff(settings.reconnect_min_s, settings.reconnect_max_s)
@@ -112,11 +110,12 @@ class MqttPublisher:
         return self.outbox.put({**event, "event_type": kind})
 
     def publish_state(self, state: MonitorState) -> None:
-        """Make `state` the retained state; sent at once if crying/problem/settings changed,
-        else at most once a second (scores change every window)."""
+        """Make `state` the retained state; sent when it is news (see `state.StatePacer`)."""
         with self._lock:
             self._state = state
-            self._state_dirty = True
+            if state.crying != self._offered_crying:
+                self._offered_crying = state.crying
+                self._crying_changes.append(state.crying)
 
     # ---- as one of the flow's sinks ----
 
@@ -205,24 +204,23 @@ class MqttPublisher:
             self._sent_upto = seq
 
     def _maybe_send_state(self, force: bool = False) -> None:
+        """`<base>/crying` for every start and stop of crying, in order, the moment it happens
+        (`force`: just what it is now, after a reconnection); the state when it is news
+        (`state.StatePacer`) or `force`d."""
         with self._lock:
-            state, dirty = self._state, self._state_dirty
-        if state is None or not (dirty or force):
+            state, crying = self._state, self._crying_changes
+            self._crying_changes = []
+        if state is None:
             return
+        if force:
+            crying = [state.crying]
+        for on in crying:
+            self._client.publish(self.topics.crying, "ON" if on else "OFF", qos=1, retain=True)
         payload = state.to_payload()
-        urgent = (
-            force or self._sent_state is None or _slow_part(payload) != _slow_part(self._sent_state)
-        )
         now = time.monotonic()
-        if not urgent and now < self._next_state_at:
-            return
-        with self._lock:
-            self._state_dirty = self._state is not state
-        self._client.publish(self.topics.state, json.dumps(payload), qos=1, retain=True)
-        crying = "ON" if state.crying else "OFF"
-        self._client.publish(self.topics.crying, crying, qos=1, retain=True)
-        self._sent_state = payload
-        self._next_state_at = now + STATE_MIN_INTERVAL_S
+        if force or self._pacer.due(payload, now):
+            self._client.publish(self.topics.state, json.dumps(payload), qos=1, retain=True)
+            self._pacer.sent(payload, now)
 
     def _announce(self) -> None:
         """Availability, discovery and state: everything HA needs after either side restarts."""
@@ -294,8 +292,3 @@ class MqttPublisher:
             self.on_command(command)
         except Exception:
             log.exception("command handler failed for %s", command)
-
-
-def _slow_part(payload: dict[str, Any]) -> dict[str, Any]:
-    """The state without its fast-changing numbers: a change here is sent at once."""
-    return {k: v for k, v in payload.items() if k not in _FAST_KEYS}

@@ -73,6 +73,11 @@ CREATE TABLE IF NOT EXISTS escalations (
     reason TEXT NOT NULL,
     detail TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS last_cry (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    ended REAL NOT NULL,
+    duration_s REAL NOT NULL
+);
 """
 
 
@@ -161,6 +166,17 @@ class NightLog:
         row = self.store.row("SELECT id FROM nights WHERE evening = ?", (evening,))
         assert row is not None
         return int(row[0])
+
+    def last_cry_s(self) -> float | None:
+        """How long the last cry heard lasted, in a session or not (None: none yet)."""
+        row = self.store.row("SELECT duration_s FROM last_cry WHERE id = 1")
+        return None if row is None else float(row[0])
+
+    def set_last_cry(self, ended: float, duration_s: float) -> None:
+        self.store.write(
+            "INSERT OR REPLACE INTO last_cry (id, ended, duration_s) VALUES (1, ?, ?)",
+            (ended, duration_s),
+        )
 
     def end_night(self, night_id: int, at: float) -> None:
         self.store.write(

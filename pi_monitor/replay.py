@@ -19,6 +19,7 @@ from pi_monitor.audio import AudioFileError, FileSource, find_audio_files
 from pi_monitor.checkin import Coach
 from pi_monitor.classifier import CryClassifier
 from pi_monitor.clock import StartClock
+from pi_monitor.commands import Command
 from pi_monitor.config import Settings
 from pi_monitor.flow import Flow, FlowSettings
 from pi_monitor.sinks import Sink
@@ -44,13 +45,13 @@ def replay_paths(
     block_frames: int = 16000,
     progress: TextIO | None = None,
     coach: Callable[[], Coach] | None = None,
+    commands: Sequence[Command] = (),
     start: datetime.datetime | None = None,
-    pace: Callable[[AudioSource], AudioSource] | None = None,
 ) -> ReplayReport:
     """Replay files (directories expand to the audio files under them) into every sink.
 
-    `coach` makes each file's coach; `start` is the wall time of each file's audio time 0;
-    `pace` wraps each file's source (e.g. to play it in real time)."""
+    `coach` makes each file's coach and `commands` reach it at the file's start (a rehearsal's
+    SessionStart); `start` is the wall time of each file's audio time 0."""
     report = ReplayReport()
     rate = classifier.info.features.sample_rate
     for given in paths:
@@ -65,7 +66,7 @@ def replay_paths(
             if progress is not None and progress.isatty():
                 source = ProgressBar(source, progress)
             flow = Flow(
-                pace(source) if pace else source,
+                source,
                 classifier,
                 settings,
                 sinks=sinks,
@@ -73,6 +74,8 @@ def replay_paths(
                 clock=StartClock(start),
                 behaviour=FlowSettings(file=name),
             )
+            for command in commands:
+                flow.command(command)
             flow.run()
             if flow.error is not None:
                 report.errors.append(str(flow.error))

@@ -12,7 +12,7 @@ from hypothesis import assume, event, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from pi_monitor.checkin import CheckinCoach, CommandRefused
+from pi_monitor.checkin import CheckinCoach, Refused
 from pi_monitor.commands import SessionStart, SetMethod
 from pi_monitor.config import CheckinSettings, ConfigError, settings_from_dict
 from pi_monitor.events import Escalation
@@ -109,7 +109,7 @@ def test_no_session_or_method_change_gets_past_the_age_gate(born, day, method):
         SessionStart(t=0.0, night=1, date=day, method=method),
     ):
         if expected == "refused":
-            with pytest.raises(CommandRefused):
+            with pytest.raises(Refused):
                 coach.handle(command)
         else:
             coach.handle(command)

@@ -24,7 +24,15 @@ def test_wire_form_puts_the_type_first_then_fields_then_extras() -> None:
 
 
 def test_event_types_on_the_wire_are_the_contract_classes_and_reasons_are_strings() -> None:
-    assert EVENT_TYPES == ("cry_onset", "cry_end", "checkin_due", "escalation", "settled")
+    assert EVENT_TYPES == (
+        "cry_onset",
+        "cry_end",
+        "checkin_due",
+        "escalation",
+        "settled",
+        "session_started",
+        "command_refused",
+    )
     line = Escalation(t=1.0, reason=Reason.MIC_LOST).to_dict()
     assert json.loads(json.dumps(line))["reason"] == "mic_lost"
     assert [str(r) for r in Reason] == ["max_crying_exceeded", "mic_lost", "mic_silent"]

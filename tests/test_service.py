@@ -17,49 +17,15 @@ from fake_portaudio import USB_MIC, FakeBackend, noise_blocks
 from pi_monitor import commands
 from pi_monitor.classifier import CryClassifier
 from pi_monitor.clock import WallClock
-from pi_monitor.config import AudioSettings, MqttSettings, ServiceSettings, Settings
+from pi_monitor.config import MqttSettings, Settings
 from pi_monitor.discovery import Topics
-from pi_monitor.flow import Edges
 from pi_monitor.mqtt import MqttPublisher
 from pi_monitor.notify import Notifier
 from pi_monitor.service import Service
 
 from mosquitto import Subscriber, publish_raw, wait_until
 from recorder import Recorder
-
-RATE = 48000
-BLOCK = 4800  # 0.1 s
-QUIET, LOUD = 0.001, 0.1  # the test model scores these ~0 and ~1
-
-
-class FakeTime:
-    """Monotonic and wall clocks that move only when the service sleeps."""
-
-    def __init__(self) -> None:
-        self.mono = 1000.0
-
-    def sleep(self, seconds: float) -> None:
-        self.mono += seconds
-
-    def edges(self) -> Edges:
-        return Edges(monotonic=lambda: self.mono, wall=lambda: 1.8e9 + self.mono, sleep=self.sleep)
-
-
-def make_settings(tmp_path: Path, model: Path, **audio: object) -> Settings:
-    a = {"device": "USB", "queue_blocks": 1000, **audio}
-    return Settings(
-        model=replace(Settings().model, path=str(model)),
-        audio=AudioSettings(**a),  # type: ignore[arg-type]
-        service=ServiceSettings(state_dir=str(tmp_path / "state")),
-    )
-
-
-def run_until(service: Service, done, max_steps: int = 5000) -> None:
-    for _ in range(max_steps):
-        if done():
-            return
-        service.step()
-    raise AssertionError("condition not reached")
+from service_rig import BLOCK, LOUD, QUIET, RATE, FakeTime, make_settings, run_until, shown
 
 
 def test_unplugged_microphone_raises_mic_lost_sets_problem_and_recovers(
@@ -93,12 +59,12 @@ def test_unplugged_microphone_raises_mic_lost_sets_problem_and_recovers(
         lost = lambda: any(e.get("reason") == "mic_lost" for e in events)  # noqa: E731
         run_until(service, lost)
         assert service.flow.state.problem and "mic_lost" in service.flow.state.problem_detail
-        assert watcher.wait_for(lambda: _shown(watcher, topics, "problem") is True), (
+        assert watcher.wait_for(lambda: shown(watcher, topics, "problem") is True), (
             "HA problem not on"
         )
 
         run_until(service, lambda: not service.flow.state.problem)
-        assert watcher.wait_for(lambda: _shown(watcher, topics, "problem") is False), (
+        assert watcher.wait_for(lambda: shown(watcher, topics, "problem") is False), (
             "problem not cleared"
         )
         assert watcher.wait_for(lambda: _mqtt_reasons(watcher, topics) == ["mic_lost"])
@@ -117,12 +83,6 @@ def test_unplugged_microphone_raises_mic_lost_sets_problem_and_recovers(
     assert service.mic.stats.opens == 2 and backend.tries > 3
     assert service.flow.pipeline is not None and service.mic.device == USB_MIC
     assert service.flow.now > 20.0  # service time ran on through the outage
-
-
-def _shown(watcher: Subscriber, topics: Topics, key: str) -> object:
-    """The latest retained state's `key` as HA reads it; None before any state arrived."""
-    found = watcher.on(topics.state)
-    return json.loads(found[-1].payload)[key] if found else None
 
 
 def _mqtt_reasons(watcher: Subscriber, topics: Topics) -> list[str]:
@@ -422,8 +382,9 @@ def test_home_assistant_sets_the_cry_confirmation_time_over_mqtt(
         assert wait_until(stepped_until_applied), "the command never reached the service"
         assert service.flow.pipeline is not None
         assert service.flow.pipeline.detector.params.min_bout_s == 1.75
-        shown = lambda: _shown(watcher, topics, "min_bout_s")  # noqa: E731
-        assert watcher.wait_for(lambda: shown() == 1.75), "HA's number shows the new value"
+        assert watcher.wait_for(lambda: shown(watcher, topics, "min_bout_s") == 1.75), (
+            "HA's number shows the new value"
+        )
     finally:
         watcher.close()
         service.publisher.stop()
