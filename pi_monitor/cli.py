@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from pi_monitor import __version__
 from pi_monitor.audio import AudioFileError, find_audio_files
 from pi_monitor.classifier import CryClassifier, ModelError
-from pi_monitor.config import ConfigError, Settings, load_settings
+from pi_monitor.config import ConfigError, MqttSettings, Settings, load_settings
 from pi_monitor.detector import ThresholdError
 from pi_monitor.methods import METHODS, AgeGateError, age_gate
 
@@ -78,7 +79,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _add_replay(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("replay", help="run the pipeline on audio files, print JSON Lines events")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="WAV/FLAC files or directories")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="WAV/FLAC files or directories")
     p.add_argument("--config", type=Path, help="TOML config (detector, model, ...)")
     p.add_argument("--model", type=Path, help="ONNX model (overrides model.path)")
     p.add_argument("--scores", action="store_true", help="also print every window's score")
@@ -90,23 +91,43 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="read files N samples at a time (results do not depend on it)",
     )
-    p.add_argument(
+    g = p.add_argument_group("try a Home Assistant automation without a baby")
+    g.add_argument(
         "--mqtt",
         action="store_true",
-        help="also publish the events to the broker in --config's [mqtt] section, as that "
-        "mqtt.device_id (use another device_id while the live service runs)",
+        help="also publish to the broker in --config's [mqtt] section, as a device of its own "
+        "('<device_name> (replay)', id <device_id>_replay), in real time unless --speed says",
+    )
+    g.add_argument(
+        "--speed",
+        type=float,
+        metavar="X",
+        help="play X times faster than real time (default with --mqtt: 1, as it would sound "
+        "live; 0: as fast as the files can be read, the default without --mqtt)",
+    )
+    g.add_argument(
+        "--remove-device",
+        action="store_true",
+        help="remove the replay device from Home Assistant (no PATH needed)",
     )
     _add_rehearsal_flags(p)
     p.set_defaults(func=_cmd_replay)
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from pi_monitor.replay import replay_paths
+    from pi_monitor.replay import RealTime, replay_paths
     from pi_monitor.sinks import Sink
 
     settings = _settings(args)
+    if args.remove_device:
+        return _remove_replay_device(settings, args.paths)
+    if not args.paths:
+        raise ConfigError("give at least one PATH to replay (or --remove-device)")
     if args.block_frames < 1:
         raise ConfigError(f"--block-frames must be at least 1, got {args.block_frames}")
+    speed = (1.0 if args.mqtt else 0.0) if args.speed is None else args.speed
+    if not speed >= 0.0:
+        raise ConfigError(f"--speed must be 0 or more, got {args.speed}")
     classifier = CryClassifier(args.model or settings.model.path, settings.model.threads)
     if args.out:
         _refuse_input_as_output(args.out, args.paths)
@@ -131,7 +152,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
                 progress=sys.stderr,
                 coach=coach,
                 commands=session,
-                start=args.start,
+                start=args.start or (_now() if args.mqtt else None),
+                pace=(lambda source: RealTime(source, speed)) if speed else None,
             )
             output.flush()
         finally:
@@ -194,25 +216,48 @@ class _JsonLinesOutput:
             ) from None
 
 
+def _now() -> datetime.datetime:
+    return datetime.datetime.now().astimezone()
+
+
 # --- replay --mqtt ----------------------------------------------------------------------
 
 MQTT_DRAIN_S = 30.0
+# Home Assistant creates a newly discovered device's entities, and subscribes to their topics,
+# a moment after the discovery messages arrive; events sent before then would never reach the
+# event entity, so a replay waits this long after announcing its device.
+HA_SUBSCRIBE_S = 3.0
+
+
+def _replay_device(settings: Settings) -> MqttSettings:
+    """The replay's own device, beside the live service's: a replay never shows as the nursery."""
+    from pi_monitor.mqtt import client_id
+
+    m = settings.mqtt
+    return dataclasses.replace(
+        m,
+        device_id=f"{m.device_id}_replay",
+        device_name=f"{m.device_name} (replay)",
+        client_id=f"{client_id(m)}-replay",
+    )
 
 
 @contextlib.contextmanager
 def _replay_mqtt(settings: Settings, errors: list[str]) -> Iterator[MqttPublisher]:
-    """A publisher to the configured broker, with its own client id and a throw-away outbox;
-    on exit waits until the broker has every event, else adds an error line."""
-    from pi_monitor.mqtt import MqttPublisher, client_id
+    """A publisher of the replay device to the configured broker, with a throw-away outbox; it
+    gives HA time to subscribe before the first event, and on exit waits until the broker has
+    every event, else adds an error line."""
+    from pi_monitor.mqtt import MqttPublisher
     from pi_monitor.tls import mqtt_tls_context
 
     m = settings.mqtt
     mqtt_tls_context(m)  # bad TLS files: one line now, not a traceback from paho
-    replay_settings = dataclasses.replace(m, client_id=client_id(m) + "-replay")
     with tempfile.TemporaryDirectory(prefix="pi-monitor-replay-") as state_dir:
-        publisher = MqttPublisher(replay_settings, Path(state_dir))
+        publisher = MqttPublisher(_replay_device(settings), Path(state_dir))
         publisher.start()
         try:
+            if publisher.wait_connected(MQTT_DRAIN_S):
+                time.sleep(HA_SUBSCRIBE_S)
             yield publisher
             delivered = publisher.wait_connected(MQTT_DRAIN_S) and publisher.wait_drained(
                 MQTT_DRAIN_S
@@ -226,6 +271,21 @@ def _replay_mqtt(settings: Settings, errors: list[str]) -> Iterator[MqttPublishe
                 f"{MQTT_DRAIN_S:.0f} s ({left} still queued, {dropped} dropped from the full "
                 "queue, mqtt.queue_max_events); check the broker and the [mqtt] section"
             )
+
+
+def _remove_replay_device(settings: Settings, paths: list[str]) -> int:
+    from pi_monitor.mqtt import MqttError, forget_device
+
+    if paths:
+        raise ConfigError("--remove-device replays nothing; leave out the PATHs")
+    device = _replay_device(settings)
+    try:
+        forget_device(device, MQTT_DRAIN_S)
+    except MqttError as e:
+        print(f"pi-monitor: error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"removed '{device.device_name}' ({device.device_id}) from Home Assistant")
+    return EXIT_OK
 
 
 # --- check-config -------------------------------------------------------------------------

@@ -37,9 +37,56 @@ OUTBOX_FILE = "mqtt-outbox.sqlite3"
 LOOP_TIMEOUT_S = 0.2  # how often queued events are picked up: 5 wake-ups a second on a Pi
 
 
+class MqttError(RuntimeError):
+    """The broker could not be reached or did not take a message; the message says which."""
+
+
 def client_id(settings: MqttSettings) -> str:
     """The configured MQTT client id, or one derived from the device id."""
     return settings.client_id or f"pi-monitor-{settings.device_id}"
+
+
+def new_client(s: MqttSettings) -> paho.Client:
+    """A paho client with the configured id, credentials and TLS, not yet connected."""
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id(s))
+    if s.username:
+        client.username_pw_set(s.username, s.password or None)
+    if s.tls:
+        for key in ("ca_file", "cert_file", "key_file"):
+            value = getattr(s, key)
+            if value and not Path(value).is_file():
+                raise ConfigError(f"'mqtt.{key}' = {value!r}: file not found")
+        client.tls_set(
+            ca_certs=s.ca_file or None, certfile=s.cert_file or None, keyfile=s.key_file or None
+        )
+    return client
+
+
+def forget_device(settings: MqttSettings, timeout: float) -> None:
+    """Remove the device from Home Assistant: an empty retained message on each of its discovery
+    topics deletes that entity (and the device with its last one); its retained availability,
+    state and crying are cleared the same way, so nothing of it is left on the broker."""
+    topics = Topics.from_settings(settings)
+    cleared = [*discovery_configs(settings), topics.availability, topics.state, topics.crying]
+    client = new_client(settings)
+    try:
+        client.connect(settings.host, settings.port, settings.keepalive_s)
+    except (OSError, ValueError) as e:
+        raise MqttError(f"cannot connect to {settings.host}:{settings.port} ({e})") from None
+    client.loop_start()
+    try:
+        sent = [client.publish(topic, b"", qos=1, retain=True) for topic in cleared]
+        deadline = time.monotonic() + timeout
+        for info in sent:
+            info.wait_for_publish(max(0.0, deadline - time.monotonic()))
+        if not all(info.is_published() for info in sent):
+            raise MqttError(
+                f"the broker at {settings.host}:{settings.port} did not confirm the removal "
+                f"within {timeout:.0f} s; check the broker and the [mqtt] section"
+            )
+    finally:
+        client.disconnect()
+        client.loop_stop()
 
 
 class MqttPublisher:
@@ -76,18 +123,7 @@ class MqttPublisher:
         self.connections = 0
 
     def _make_client(self) -> paho.Client:
-        s = self.settings
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id(s))
-        if s.username:
-            client.username_pw_set(s.username, s.password or None)
-        if s.tls:
-            for key in ("ca_file", "cert_file", "key_file"):
-                value = getattr(s, key)
-                if value and not Path(value).is_file():
-                    raise ConfigError(f"'mqtt.{key}' = {value!r}: file not found")
-            client.tls_set(
-                ca_certs=s.ca_file or None, certfile=s.cert_file or None, keyfile=s.key_file or None
-            )
+        client = new_client(self.settings)
         client.will_set(self.topics.availability, OFFLINE, qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

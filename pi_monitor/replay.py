@@ -21,7 +21,7 @@ from pi_monitor.classifier import CryClassifier
 from pi_monitor.clock import StartClock
 from pi_monitor.commands import Command
 from pi_monitor.config import Settings
-from pi_monitor.flow import Flow, FlowSettings
+from pi_monitor.flow import Edges, Flow, FlowSettings
 from pi_monitor.sinks import Sink
 from pi_monitor.source import AudioSource
 
@@ -47,11 +47,13 @@ def replay_paths(
     coach: Callable[[], Coach] | None = None,
     commands: Sequence[Command] = (),
     start: datetime.datetime | None = None,
+    pace: Callable[[AudioSource], AudioSource] | None = None,
 ) -> ReplayReport:
     """Replay files (directories expand to the audio files under them) into every sink.
 
     `coach` makes each file's coach and `commands` reach it at the file's start (a rehearsal's
-    SessionStart); `start` is the wall time of each file's audio time 0."""
+    SessionStart); `start` is the wall time of each file's audio time 0; `pace` wraps each
+    file's source (e.g. to play it in real time)."""
     report = ReplayReport()
     rate = classifier.info.features.sample_rate
     for given in paths:
@@ -66,7 +68,7 @@ def replay_paths(
             if progress is not None and progress.isatty():
                 source = ProgressBar(source, progress)
             flow = Flow(
-                source,
+                pace(source) if pace else source,
                 classifier,
                 settings,
                 sinks=sinks,
@@ -80,6 +82,37 @@ def replay_paths(
             if flow.error is not None:
                 report.errors.append(str(flow.error))
     return report
+
+
+class RealTime:
+    """A file source delivered as a microphone would: each block no sooner than its audio has
+    played, `speed` times faster than real time. What Home Assistant shows during a replay
+    (crying on, the sound level, a check-in falling due) then lasts as long as it would live."""
+
+    def __init__(self, source: AudioSource, speed: float, edges: Edges | None = None) -> None:
+        self.source, self.speed, self.edges = source, speed, edges or Edges()
+        self.sample_rate = source.sample_rate
+        self._samples = 0
+        self._started = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+    def open(self) -> None:
+        self.source.open()
+        self._samples, self._started = 0, self.edges.monotonic()
+
+    def read(self, timeout: float) -> np.ndarray | None:
+        block = self.source.read(timeout)
+        if block is not None:
+            self._samples += len(block)
+            due = self._started + self._samples / self.sample_rate / self.speed
+            self.edges.sleep(max(0.0, due - self.edges.monotonic()))
+        return block
+
+    def close(self) -> None:
+        self.source.close()
 
 
 class ProgressBar:

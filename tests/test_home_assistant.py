@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import datetime
 import json
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
+from pi_monitor import cli
 from pi_monitor.checkin import SAFETY_REMINDER
-from pi_monitor.config import CheckinSettings
+from pi_monitor.config import CheckinSettings, MqttSettings
 from pi_monitor.discovery import Topics
 
 from mosquitto import Mosquitto, Subscriber, publish_raw
@@ -220,6 +224,81 @@ def test_an_idle_nursery_sends_no_state_until_something_changes_and_crying_at_on
     finally:
         watcher.close()
         service.shutdown()
+
+
+class FakeHomeAssistant:
+    """Subscribes to a device's topics only after its discovery config has arrived, and a
+    moment later, as Home Assistant does when it creates the entities."""
+
+    def __init__(self, broker: Mosquitto, delay_s: float = 0.5) -> None:
+        self.broker, self.delay_s = broker, delay_s
+        self.discovery = Subscriber(broker, ["homeassistant/#"])
+        self.device: Subscriber | None = None
+        self._thread = threading.Thread(target=self._follow, daemon=True)
+        self._thread.start()
+
+    def _follow(self) -> None:
+        def event_config() -> dict | None:
+            for m in self.discovery.messages:
+                if m.topic.startswith("homeassistant/event/") and m.payload:
+                    return json.loads(m.payload)
+            return None
+
+        if not self.discovery.wait_for(lambda: event_config() is not None, 30):
+            return
+        config = event_config()
+        assert config is not None
+        time.sleep(self.delay_s)
+        base = config["state_topic"].rsplit("/", 1)[0]
+        self.device = Subscriber(self.broker, [f"{base}/#"])
+
+    def close(self) -> None:
+        self._thread.join(30)
+        self.discovery.close()
+        if self.device is not None:
+            self.device.close()
+
+
+def replay_config(tmp_path: Path, broker: Mosquitto) -> Path:
+    path = tmp_path / "replay.toml"
+    path.write_text(
+        f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\ndevice_id = "nursery"\n'
+        'device_name = "Nursery monitor"\nreconnect_min_s = 0.05\nreconnect_max_s = 0.2\n'
+    )
+    return path
+
+
+def test_a_first_replay_reaches_home_assistant_and_its_device_can_be_removed(
+    tmp_path: Path, test_model: Path, broker: Mosquitto, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Item 5: HA subscribes only after discovery; the first event, crying ON and the sound
+    level must still reach it, and the replay device can be removed afterwards."""
+    config = replay_config(tmp_path, broker)
+    ha = FakeHomeAssistant(broker)
+    wav = str(FIXTURES / "cry_like_16k.wav")
+    args = ["replay", "--config", str(config), "--model", str(test_model), "--mqtt"]
+    try:
+        assert cli.main([*args, "--speed", "4", wav]) == 0
+    finally:
+        ha.close()
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [e["type"] for e in printed] == ["cry_onset", "cry_end"]
+    assert ha.device is not None, "HA never saw the replay device's discovery"
+    topics = Topics.from_settings(MqttSettings(device_id="nursery_replay"))
+    events = [json.loads(m.payload)["type"] for m in ha.device.on(topics.event)]
+    assert events == ["cry_onset", "cry_end"], "HA missed events"
+    assert b"ON" in [m.payload for m in ha.device.on(topics.crying)], "Crying never showed ON"
+    levels = [json.loads(m.payload)["level_dbfs"] for m in ha.device.on(topics.state)]
+    assert any(level is not None for level in levels), "the sound level stayed unknown"
+    names = {json.loads(m.payload)["device"]["name"] for m in ha.discovery.messages if m.payload}
+    assert names == {"Nursery monitor (replay)"}, "a replay never shows as the nursery itself"
+
+    assert cli.main(["replay", "--config", str(config), "--remove-device"]) == 0
+    late = Subscriber(broker, ["homeassistant/#", f"{topics.base}/#"])
+    time.sleep(0.5)
+    left = [m.topic for m in late.messages if m.payload]
+    late.close()
+    assert left == [], f"retained after removal: {left}"
 
 
 def test_a_refused_choice_and_the_session_reminder_reach_home_assistant(
