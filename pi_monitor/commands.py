@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
-from pi_monitor.config import MIN_BOUT_MAX_S
+from pi_monitor.config import MIN_BOUT_MAX_S, MIN_BOUT_STEP_S
 from pi_monitor.events import Event
 from pi_monitor.methods import METHODS
 
@@ -109,4 +109,7 @@ def _seconds(text: str) -> float:
         raise CommandError(f"set/min_bout_s: {text!r} is not a number of seconds") from None
     if not (math.isfinite(value) and 0.0 <= value <= MIN_BOUT_MAX_S):
         raise CommandError(f"set/min_bout_s: {text} is out of range; allowed 0 to {MIN_BOUT_MAX_S}")
-    return value
+    steps = value / MIN_BOUT_STEP_S
+    if abs(steps - round(steps)) > 1e-9:
+        raise CommandError(f"set/min_bout_s: {text} is not a multiple of {MIN_BOUT_STEP_S} s")
+    return round(steps) * MIN_BOUT_STEP_S

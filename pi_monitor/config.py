@@ -28,6 +28,7 @@ DEFAULT_MODEL = REPO_ROOT / "models" / "cry.onnx"
 # Longest confirmation a parent may set: at 3 s the held-out test reported under a third of its
 # cries at all (71 % at 0.5 s, 45 % at 2 s); see the model card's `min_bout_s` section.
 MIN_BOUT_MAX_S = 2.0
+MIN_BOUT_STEP_S = 0.25  # Home Assistant's number entity offers (and accepts) these steps only
 # The classifier's score is a calibrated probability. Below 0.5 it says "more likely not a cry",
 # so a lower on-threshold reports what the model itself rejects (at 0, silence is crying). Above
 # 0.99 the monitor goes deaf: 23 % of cry windows reach 0.99 (0.1 % of non-cry ones), 2 % reach

@@ -2,7 +2,9 @@
 
 All entities hang off one HA device and read the retained `<base>/state` JSON through value
 templates, so one retained message restores every sensor after a restart. Unique ids depend on
-the configured device id only, so they stay the same across restarts and re-installs.
+the configured device id only, so they stay the same across restarts and re-installs. HA names
+each entity "<device name> <entity name>" (entity ids alike), so entity names never repeat the
+device's ("Problem", not "Monitor problem": `binary_sensor.nursery_monitor_problem`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pi_monitor import __version__
-from pi_monitor.config import MIN_BOUT_MAX_S, MqttSettings
+from pi_monitor.config import MIN_BOUT_MAX_S, MIN_BOUT_STEP_S, MqttSettings
 from pi_monitor.events import EVENT_TYPES
 from pi_monitor.methods import METHODS
 from pi_monitor.state import Key
@@ -94,13 +96,18 @@ def discovery_configs(settings: MqttSettings) -> dict[str, dict[str, Any]]:
         (
             "binary_sensor",
             "crying",
-            {"name": "Crying", "device_class": "sound", "state_topic": topics.crying},
+            {
+                "name": "Crying",
+                "device_class": "sound",
+                "icon": "mdi:emoticon-cry-outline",
+                "state_topic": topics.crying,
+            },
         ),
         (
             "binary_sensor",
             "problem",
             {
-                "name": "Monitor problem",
+                "name": "Problem",
                 "device_class": "problem",
                 "entity_category": "diagnostic",
                 "state_topic": state,
@@ -156,7 +163,7 @@ def discovery_configs(settings: MqttSettings) -> dict[str, dict[str, Any]]:
             "event",
             "events",
             {
-                "name": "Monitor event",
+                "name": "Event",
                 "state_topic": topics.event,
                 "event_types": list(EVENT_TYPES),
             },
@@ -177,7 +184,7 @@ def discovery_configs(settings: MqttSettings) -> dict[str, dict[str, Any]]:
             "number",
             "cry_confirmation",
             {
-                "name": "Cry confirmation time",
+                "name": "Cry confirmation",
                 "icon": "mdi:timer-sand",
                 "entity_category": "config",
                 "command_topic": topics.command("min_bout_s"),
@@ -185,8 +192,8 @@ def discovery_configs(settings: MqttSettings) -> dict[str, dict[str, Any]]:
                 "value_template": _state_value(Key.MIN_BOUT_S),
                 "min": 0.0,
                 "max": MIN_BOUT_MAX_S,
-                "step": 0.25,
-                "mode": "slider",
+                "step": MIN_BOUT_STEP_S,
+                "mode": "box",
                 "unit_of_measurement": "s",
             },
         ),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import threading
 import time
 from dataclasses import replace
@@ -328,3 +329,54 @@ def test_a_refused_choice_and_the_session_reminder_reach_home_assistant(
     finally:
         watcher.close()
         service.shutdown()
+
+
+def test_home_assistant_names_icons_and_the_confirmation_step_and_a_quiet_restart(
+    tmp_path: Path, test_model: Path, broker: Mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Item 7: entity names that do not repeat the device's, a crying icon, a confirmation time
+    that fits the card and keeps to its steps, and no session reminder on a restart without a
+    session."""
+    settings = settings_for(tmp_path, test_model, broker)
+    topics = Topics.from_settings(settings.mqtt)
+    clock = FakeTime()
+    discovery = Subscriber(broker, ["homeassistant/#"])
+    service = on_broker(settings, test_model, audio((30.0, QUIET)), clock)
+    watcher = Subscriber(broker, [topics.state])
+    try:
+        assert discovery.wait_for(lambda: len(discovery.messages) >= 13)
+        configs = {
+            json.loads(m.payload)["unique_id"].removeprefix("pi_monitor_nursery_"): json.loads(
+                m.payload
+            )
+            for m in discovery.messages
+        }
+        device_words = set(settings.mqtt.device_name.lower().split())
+        for object_id, config in configs.items():
+            assert not device_words & set(config["name"].lower().split()), (object_id, config)
+        assert configs["crying"]["icon"] == "mdi:emoticon-cry-outline"
+        confirmation = configs["cry_confirmation"]
+        assert confirmation["mode"] == "box" and len(confirmation["name"]) <= 16
+        assert confirmation["step"] == 0.25
+
+        command(broker, topics, "min_bout_s", "0.3")
+        command(broker, topics, "min_bout_s", "0.75")
+        assert stepped_until(service, lambda: service.flow.state.min_bout_s != 0.5)
+        assert service.flow.state.min_bout_s == 0.75, "0.3 is off the 0.25 s step"
+        assert watcher.wait_for(lambda: shown(watcher, topics, "min_bout_s") == 0.75)
+
+        for payload in ("ON", "OFF"):
+            command(broker, topics, "session", payload)
+            on = payload == "ON"
+            assert stepped_until(service, lambda on=on: service.flow.coach.status().session is on)
+        service.shutdown()
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            restarted = on_broker(settings, test_model, audio((2.0, QUIET)), clock)
+            restarted.step()
+            restarted.shutdown()
+        logged = caplog.text
+        assert "feeding" not in logged and "session night" not in logged, logged
+    finally:
+        discovery.close()
+        watcher.close()

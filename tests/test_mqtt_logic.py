@@ -56,6 +56,7 @@ def test_valid_commands_parse(name, payload, command):
         ("min_bout_s", b"2.25", "out of range"),
         ("min_bout_s", b"-0.5", "out of range"),
         ("min_bout_s", b"nan", "out of range"),
+        ("min_bout_s", b"0.3", "not a multiple of 0.25"),
     ],
 )
 def test_invalid_commands_are_rejected_with_a_reason(name, payload, reason):
