@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # its PulseAudio and mosquitto runners
 sys.path.insert(1, str(ROOT / "bench"))
 
+from bench_service import wait_for_status
 from signals import night_blocks
 
 from mosquitto import Mosquitto, Subscriber
@@ -35,19 +36,6 @@ from pulse import PulseServer
 
 RATE = 16000
 SETTLE_S = 5.0
-
-
-def wait_for_status(sock: socket.socket, prefix: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        sock.settimeout(max(0.01, deadline - time.monotonic()))
-        try:
-            message = sock.recv(4096).decode()
-        except TimeoutError:
-            break
-        if any(line.startswith(prefix) for line in message.splitlines()):
-            return
-    raise SystemExit(f"bench: the service never reported {prefix!r}")
 
 
 def main() -> None:

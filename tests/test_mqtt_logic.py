@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import replace
 
 import pytest
@@ -9,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pi_monitor.backoff import Backoff
-from pi_monitor.checkin import CoachStatus
+from pi_monitor.checkin import CheckinCoach
 from pi_monitor.commands import (
     COMMAND_NAMES,
     CheckedIn,
@@ -20,7 +21,7 @@ from pi_monitor.commands import (
     SetMinBout,
     parse_command,
 )
-from pi_monitor.config import MIN_BOUT_MAX_S, MqttSettings
+from pi_monitor.config import MIN_BOUT_MAX_S, CheckinSettings, MqttSettings
 from pi_monitor.discovery import Topics, discovery_configs
 from pi_monitor.events import EVENT_TYPES, CryEnd, CryOnset, Escalation, Score
 from pi_monitor.methods import METHODS as CHECKIN_METHODS
@@ -103,24 +104,18 @@ def test_a_cry_bout_updates_the_durations_and_the_last_cry():
 
 
 def test_the_coach_alone_says_session_method_tonights_crying_and_the_next_check_in():
-    status = CoachStatus(
-        session=True,
-        night=2,
-        method="graduated",
-        episode=1,
-        crying=True,
-        checkins=1,
-        cry_s=200.0,
-        next_checkin_t=480.0,
-        night_wakings=1,
-        night_cry_s=600.0,
-        night_checkins=1,
-        last_cry_s=None,
-    )
+    coach = CheckinCoach(CheckinSettings(method="graduated", birth_date="2020-01-01"), TODAY)
+    coach.handle(SessionStart(t=0.0, night=2, date=TODAY))
+    coach.handle(CryOnset(t=10.0, emitted_t=10.5, score=0.9))
+    coach.tick(70.0)
+    status = coach.status()
     s = coached(MonitorState(), status, "2024-05-01T20:05:00+01:00")
     assert (s.session, s.method, s.next_checkin) == (True, "graduated", "2024-05-01T20:05:00+01:00")
-    assert s.to_payload()["tonight_cry_min"] == 10.0
+    assert s.to_payload()["tonight_cry_min"] == 1.0 == status.night_cry_s / 60.0
     assert with_problem(with_problem(s, True, "mic_lost: gone"), False) == s
+
+
+TODAY = datetime.date(2024, 6, 1)
 
 
 def _paced(pacer: StatePacer, state: MonitorState, now: float) -> bool:
