@@ -83,7 +83,8 @@ class CheckinDue(Event):
 
 
 class Reason(StrEnum):
-    """Why an `Escalation` was raised.
+    """Why an `Escalation` was raised: the baby (crying too long) or a part of the monitor that
+    no longer works as it should (the microphone, the state files, the MQTT link, the clock).
 
     A stalled processing loop has no reason of its own: it cannot report itself, so it stops the
     systemd watchdog pings, systemd restarts the service, and Home Assistant sees the monitor go
@@ -93,11 +94,16 @@ class Reason(StrEnum):
     MAX_CRYING_EXCEEDED = "max_crying_exceeded"
     MIC_LOST = "mic_lost"
     MIC_SILENT = "mic_silent"
+    STORAGE_FAILED = "storage_failed"
+    MQTT_FAILED = "mqtt_failed"
+    CLOCK_UNTRUSTED = "clock_untrusted"
 
 
 @dataclass(frozen=True)
 class Escalation(Event):
-    """Something a parent must look at now: long crying, a dead or silent microphone."""
+    """Something a parent must look at now: long crying, a dead or silent microphone, a monitor
+    that cannot keep its records, reach Home Assistant or trust its clock; `detail` says what to
+    do."""
 
     type: ClassVar[str] = "escalation"
     t: float
@@ -107,13 +113,16 @@ class Escalation(Event):
 
 @dataclass(frozen=True)
 class Settled(Event):
-    """A waking ended: the baby has been quiet for the settle time."""
+    """A waking ended: the baby has been quiet for the settle time. `interrupted`: audio was lost
+    for longer than that, so whether the baby settled is not known (`detail` says why)."""
 
     type: ClassVar[str] = "settled"
     t: float
     episode: int
     cry_s: float
     episode_s: float
+    interrupted: bool | None = None
+    detail: str | None = None
 
 
 @dataclass(frozen=True)

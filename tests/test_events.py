@@ -35,4 +35,11 @@ def test_event_types_on_the_wire_are_the_contract_classes_and_reasons_are_string
     )
     line = Escalation(t=1.0, reason=Reason.MIC_LOST).to_dict()
     assert json.loads(json.dumps(line))["reason"] == "mic_lost"
-    assert [str(r) for r in Reason] == ["max_crying_exceeded", "mic_lost", "mic_silent"]
+    assert [str(r) for r in Reason] == [
+        "max_crying_exceeded",
+        "mic_lost",
+        "mic_silent",
+        "storage_failed",
+        "mqtt_failed",
+        "clock_untrusted",
+    ]
