@@ -8,10 +8,12 @@ a broker restart or a network cut loses nothing that was queued.
 Size: at most `max_events` rows (config `mqtt.queue_max_events`, default 10 000; a JSON event is
 ~200 bytes, so about 2 MB). When full, the OLDEST event is dropped to make room (a stale
 `cry_onset` from hours ago matters less than what is happening now), counted in `dropped` (kept
-on disk) and logged as a warning with the dropped seq range.
+on disk) and logged with the dropped seq range (a flood: one line and a counted summary a minute).
 
-Durability: SQLite in WAL mode with synchronous=NORMAL: a process crash loses nothing that
-`put` returned for; a power cut may lose the last few puts but never corrupts the file.
+Durability: the queue is a `Store` (SQLite in WAL mode with synchronous=NORMAL): a process crash
+loses nothing that `put` returned for; a power cut may lose the last few puts but never corrupts
+the file. A full or read-only disk does not stop events: the store keeps the queue in memory,
+bounded like the file, until it can write it back (a `storage_failed` fault meanwhile).
 """
 
 from __future__ import annotations
@@ -20,8 +22,14 @@ import json
 import logging
 import sqlite3
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from pi_monitor.faults import Faults
+from pi_monitor.repeated import RepeatedWarning
+from pi_monitor.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -35,70 +43,79 @@ INSERT OR IGNORE INTO meta VALUES ('last_seq', 0), ('dropped', 0);
 class Outbox:
     """Thread-safe: the service puts, the MQTT thread reads and acknowledges."""
 
-    def __init__(self, path: Path, max_events: int) -> None:
+    def __init__(
+        self,
+        path: Path,
+        max_events: int,
+        faults: Faults | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         if max_events < 1:
             raise ValueError(f"max_events must be at least 1, got {max_events}")
         self.path = path
         self.max_events = max_events
+        self.store = Store(path, faults, what="the queue of events for MQTT", monotonic=monotonic)
+        self.store.create(_SCHEMA)
         self._lock = threading.Lock()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as e:
-            raise OSError(
-                f"{path}: cannot open the MQTT outbox ({e}); check service.state_dir"
-            ) from None
-        self._count = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
         self._last_seq = self._meta("last_seq")  # in memory: the MQTT thread polls it often
+        row = self.store.row("SELECT COUNT(*) FROM outbox")
+        self._count = int(row[0]) if row else 0
+        self._drops = RepeatedWarning(log, monotonic=monotonic)
 
     def put(self, event: dict[str, Any]) -> int:
         """Store `event` with the next `seq` added to it; returns that seq."""
-        with self._lock, self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            seq = self._meta("last_seq") + 1
+        with self._lock:
+            seq = self._last_seq + 1
             payload = json.dumps({**event, "seq": seq}, separators=(",", ":")).encode()
-            self._db.execute("INSERT INTO outbox VALUES (?, ?)", (seq, payload))
-            self._db.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (seq,))
+            self._count, dropped = self.store.transact(lambda db: self._insert(db, seq, payload))
             self._last_seq = seq
-            self._count += 1
-            excess = self._count - self.max_events
-            if excess > 0:
-                self._drop_oldest(excess)
+        if dropped is not None:
+            self._drops.warn(
+                "MQTT outbox full (%d events): dropped oldest seq %d..%d; %d dropped in total",
+                self.max_events,
+                *dropped,
+            )
         return seq
 
-    def _drop_oldest(self, n: int) -> None:
-        first, last = self._db.execute(
+    def _insert(
+        self, db: sqlite3.Connection, seq: int, payload: bytes
+    ) -> tuple[int, tuple[int, int, int] | None]:
+        """Add one event, then drop the oldest beyond `max_events`: the events now waiting, and
+        (first, last, total) of those dropped."""
+        db.execute("INSERT INTO outbox VALUES (?, ?)", (seq, payload))
+        db.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (seq,))
+        (count,) = db.execute("SELECT COUNT(*) FROM outbox").fetchone()
+        excess = count - self.max_events
+        if excess <= 0:
+            return count, None
+        first, last = db.execute(
             "SELECT MIN(seq), MAX(seq) FROM (SELECT seq FROM outbox ORDER BY seq LIMIT ?)",
-            (n,),
+            (excess,),
         ).fetchone()
-        self._db.execute("DELETE FROM outbox WHERE seq <= ?", (last,))
-        self._db.execute("UPDATE meta SET value = value + ? WHERE key = 'dropped'", (n,))
-        self._count -= n
-        log.warning(
-            "MQTT outbox full (%d events): dropped oldest seq %d..%d; %d dropped in total",
-            self.max_events,
-            first,
-            last,
-            self._meta("dropped"),
-        )
+        db.execute("DELETE FROM outbox WHERE seq <= ?", (last,))
+        db.execute("UPDATE meta SET value = value + ? WHERE key = 'dropped'", (excess,))
+        (total,) = db.execute("SELECT value FROM meta WHERE key = 'dropped'").fetchone()
+        return self.max_events, (first, last, total)
 
     def peek(self, after_seq: int, limit: int) -> list[tuple[int, bytes]]:
         """Up to `limit` waiting events with seq > `after_seq`, oldest first."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT seq, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
-                (after_seq, limit),
-            ).fetchall()
+        rows = self.store.rows(
+            "SELECT seq, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit)
+        )
         return [(seq, bytes(payload)) for seq, payload in rows]
 
     def ack(self, seq: int) -> None:
         """The broker has the event: forget it (a seq dropped meanwhile is ignored)."""
+        sql = "DELETE FROM outbox WHERE seq = ?"
+        deleted = self.store.transact(lambda db: db.execute(sql, (seq,)).rowcount)
         with self._lock:
-            deleted = self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,)).rowcount
             self._count -= deleted
+
+    def recover(self) -> None:
+        """Now and then (the MQTT thread): write a queue kept in memory back to its file, and
+        log the summary of dropped events when one is due."""
+        self.store.recover()
+        self._drops.flush()
 
     def __len__(self) -> int:
         with self._lock:
@@ -107,8 +124,7 @@ class Outbox:
     @property
     def dropped(self) -> int:
         """Events dropped because the outbox was full, over the file's whole life."""
-        with self._lock:
-            return self._meta("dropped")
+        return self._meta("dropped")
 
     @property
     def last_seq(self) -> int:
@@ -116,8 +132,8 @@ class Outbox:
             return self._last_seq
 
     def _meta(self, key: str) -> int:
-        return self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]
+        row = self.store.row("SELECT value FROM meta WHERE key = ?", (key,))
+        return int(row[0]) if row else 0
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self.store.close()

@@ -194,7 +194,7 @@ def run_report(
             "(give the service's state directory with --state-dir)"
         )
     try:
-        log = NightLog(Store(path))
+        log = NightLog(Store(path, repair=False))  # read only: never moves the service's file
     except StoreError as e:
         usable = os.access(path, os.R_OK | os.W_OK) and os.access(path.parent, os.W_OK)
         raise ReportError(str(e) if usable else _not_yours(path)) from None

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -53,3 +56,63 @@ def broker(tmp_path: Path):
     b.start()
     yield b
     b.kill()
+
+
+# ---- a disk that fills up: a real tmpfs, so writes fail with ENOSPC as on a full SD card ----
+
+
+class SmallDisk:
+    """A tmpfs of `size_kb` at `path`: `fill()` leaves no room, `free()` gives it back,
+    `read_only()` / `writable()` remount it."""
+
+    def __init__(self, path: Path, size_kb: int) -> None:
+        self.path = path
+        self.size_kb = size_kb
+        self._filler = path / "filler"
+
+    def mount(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={self.size_kb}k,mode=0755", "tmpfs", self.path],
+            check=True,
+            capture_output=True,
+        )
+
+    def fill(self) -> None:
+        """Write until the disk says ENOSPC: nothing more fits (a few bytes may, in a page)."""
+        fd = os.open(self._filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        try:
+            while True:
+                os.write(fd, b"\0" * 4096)
+        except OSError as e:
+            if e.errno != errno.ENOSPC:
+                raise
+        finally:
+            os.close(fd)
+
+    def free(self) -> None:
+        self._filler.unlink(missing_ok=True)
+
+    def read_only(self) -> None:
+        self._remount("ro")
+
+    def writable(self) -> None:
+        self._remount("rw")
+
+    def _remount(self, mode: str) -> None:
+        subprocess.run(["mount", "-o", f"remount,{mode}", self.path], check=True)
+
+    def unmount(self) -> None:
+        subprocess.run(["umount", "-l", self.path], check=False, capture_output=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 1 MB disk of its own (a tmpfs: needs root or CAP_SYS_ADMIN, as CI has)."""
+    disk = SmallDisk(tmp_path / "disk", 1024)
+    try:
+        disk.mount()
+    except (OSError, subprocess.CalledProcessError) as e:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {e}")
+    yield disk
+    disk.unmount()

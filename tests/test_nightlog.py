@@ -119,12 +119,13 @@ def test_two_in_the_morning_belongs_to_the_evening_before():
     assert evening_of(late) == datetime.date(2024, 6, 1)
 
 
-def test_an_unusable_night_log_path_names_the_file(tmp_path):
+def test_the_report_gets_a_clear_error_for_a_night_log_it_cannot_use_and_moves_nothing(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(StoreError, match="file"):
-        NightLog(Store(blocker / "sub" / FILENAME))
+        NightLog(Store(blocker / "sub" / FILENAME, repair=False))
     bad = tmp_path / FILENAME
     bad.write_text("not a database" * 100)
     with pytest.raises(StoreError, match=FILENAME):
-        NightLog(Store(bad))
+        NightLog(Store(bad, repair=False))
+    assert bad.read_text().startswith("not a database") and len(list(tmp_path.iterdir())) == 2
