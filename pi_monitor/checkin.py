@@ -27,6 +27,14 @@ Timing semantics (docs/DESIGN.md "Check-in timing"):
   never less than CAP_RESET_S (5 min) whatever `settle_s` says, resets it: with a short settle
   time the count carries over into the next waking. A bout counts as crying until the
   detector reports its end, so the cap can fire up to that delay early, never late.
+- Quiet counts only while it is heard. Between `AudioLost` (a dead microphone, a restart) and
+  `AudioHeard` (the next stream's first block) nothing settles. When audio returns within the
+  settle time the waking goes on, and its settle time counts again from then; after a longer
+  gap nobody knows whether the baby settled, so the waking ends there as `settled` with
+  `interrupted` and a `detail` that says so (and it is no time to settle for the report).
+- A method that needs the baby's age (extinction, graduated) is held back while the service
+  cannot trust its clock (`today` None: a Pi without RTC booted before NTP): responsive stands
+  in, and `trust_clock` applies the age gate to it once the date is known.
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ from pi_monitor.commands import CheckedIn, SessionEnd, SessionStart, SetMethod
 from pi_monitor.config import CheckinSettings, check_checkin
 from pi_monitor.events import (
     CheckinDue,
+    CommandRefused,
     CryEnd,
     CryOnset,
     Escalation,
@@ -49,13 +58,14 @@ from pi_monitor.events import (
     SessionStarted,
     Settled,
 )
-from pi_monitor.methods import METHODS, AgeGateError, age_gate
+from pi_monitor.methods import EXTINCTION_METHODS, METHODS, AgeGateError, age_gate
 
 log = logging.getLogger(__name__)
 
 LADDER = ("voice", "touch", "pick_up")
 QUICK_ANSWER_S = 10.0
 CAP_RESET_S = 300.0
+STAND_IN_METHOD = "responsive"  # while a method needing the baby's age waits for a sane clock
 SAFETY_REMINDER = (
     "Before any sleep training: feeding, a clean nappy and comfort come first. "
     "If the baby seems unwell, hungry or in pain, go in whatever the method says."
@@ -64,13 +74,25 @@ SAFETY_REMINDER = (
 
 @dataclass(frozen=True)
 class AudioLost(Event):
-    """The audio stream stopped at `t` (restart, lost microphone): an open bout ends there."""
+    """The audio stream stopped at `t` (restart, lost microphone): an open bout ends there, and
+    nothing settles until audio is heard again."""
 
     type: ClassVar[str] = "audio_lost"
     t: float
 
 
-Input = CryOnset | CryEnd | AudioLost | SessionStart | SessionEnd | CheckedIn | SetMethod
+@dataclass(frozen=True)
+class AudioHeard(Event):
+    """A stream's first block arrived at `t`: after an `AudioLost`, the waking goes on or ends
+    as interrupted."""
+
+    type: ClassVar[str] = "audio_heard"
+    t: float
+
+
+Input = (
+    CryOnset | CryEnd | AudioLost | AudioHeard | SessionStart | SessionEnd | CheckedIn | SetMethod
+)
 
 
 class Refused(ValueError):
@@ -103,6 +125,7 @@ class CoachStatus:
     night_cry_s: float
     night_checkins: int
     last_cry_s: float | None
+    held_back: str | None = None  # a method waiting for a clock the age gate can trust
 
 
 @dataclass
@@ -118,10 +141,16 @@ class _Episode:
     last_due_t: float = 0.0
     escalated: bool = False
     cap_carry_s: float = 0.0
+    heard_from: float = -math.inf  # audio came back here after a gap: quiet counts from then
 
     def cry_s(self, now: float) -> float:
         open_s = max(0.0, now - self.bout_t) if self.bout_t is not None else 0.0
         return self.cry_closed_s + open_s
+
+    @property
+    def quiet_since(self) -> float:
+        """Since when the baby has been heard quiet (in a pause)."""
+        return max(self.last_end_t, self.heard_from)
 
 
 class Coach(Protocol):
@@ -134,6 +163,9 @@ class Coach(Protocol):
 
     def status(self) -> CoachStatus: ...
 
+    def trust_clock(self, today: datetime.date) -> list[Event]:
+        """The clock can be trusted from now: a held-back method is applied or refused."""
+
 
 def known_at(item: Input) -> float:
     """When the coach could first know `item`: the detector's decision time, or a command's t."""
@@ -143,16 +175,21 @@ def known_at(item: Input) -> float:
 class CheckinCoach:
     """The check-in state machine; `handle` an input or `tick` the time, get events back."""
 
-    def __init__(self, settings: CheckinSettings, today: datetime.date) -> None:
+    def __init__(self, settings: CheckinSettings, today: datetime.date | None) -> None:
         """Refuses what the safety rules refuse, even for hand-built settings: ConfigError for
-        values out of range, AgeGateError for a method the baby is too young for."""
+        values out of range, AgeGateError for a method the baby is too young for. `today` None:
+        the clock cannot be trusted, and a method that needs the baby's age is held back."""
         check_checkin(settings)
-        self.warnings = age_gate(settings.method, settings.birth_date, today)
+        self.warnings = (
+            [] if today is None else age_gate(settings.method, settings.birth_date, today)
+        )
         for w in self.warnings:
             log.warning("%s", w)
         self._settings = settings
         self._today = today
-        self._method = settings.method
+        self._method = STAND_IN_METHOD
+        self._held_back: str | None = None
+        self._adopt(settings.method)
         self._session: SessionStart | None = None
         self._last_session: SessionStart | None = None
         self._ep: _Episode | None = None
@@ -161,6 +198,7 @@ class CheckinCoach:
         self._night_cry_s = 0.0
         self._night_checkins = 0
         self._now = -math.inf
+        self._deaf_since: float | None = None  # audio lost here, not heard again yet
         self.last_answer: Answer | None = None
         self.last_cry_s: float | None = None  # the last bout's length, session or not
 
@@ -188,12 +226,15 @@ class CheckinCoach:
         self._now = max(self._now, at)
         match item:
             case CryOnset():
-                self._onset(item.t)
+                out += self._onset(item.t)
             case CryEnd():
                 self._close_bout(item.t)
                 self.last_cry_s = item.duration_s
             case AudioLost():
                 self._close_bout(item.t)
+                self._deaf_since = item.t if self._deaf_since is None else self._deaf_since
+            case AudioHeard():
+                out += self._heard(item.t)
             case SessionStart():
                 out.append(self._start(self.planned(item)))
             case SessionEnd():
@@ -201,10 +242,27 @@ class CheckinCoach:
             case CheckedIn():
                 self.last_answer = self._answer(item.t)
             case SetMethod():
-                self._method = item.method
+                self._adopt(item.method)
             case _:
                 return out
         return out + self.tick(at)
+
+    def trust_clock(self, today: datetime.date) -> list[Event]:
+        """From now the date is `today`; a held-back method goes through the age gate with it
+        (not with a session date the untrusted clock gave): applied, or refused with a
+        `command_refused` and the stand-in kept."""
+        self._today = today
+        held, self._held_back = self._held_back, None
+        if held is None:
+            return []
+        try:
+            self._gate(held, today)
+        except Refused as e:
+            log.warning("check-in method %s refused now that the date is known: %s", held, e)
+            return [CommandRefused(t=max(self._now, 0.0), command=SetMethod.type, detail=str(e))]
+        log.warning("check-in method %s applies from now: the clock can be trusted", held)
+        self._method = held
+        return []
 
     def status(self) -> CoachStatus:
         ep = self._ep
@@ -222,6 +280,7 @@ class CheckinCoach:
             night_cry_s=self._night_cry_s + self._session_cry_s(self._now),
             night_checkins=self._night_checkins,
             last_cry_s=self.last_cry_s,
+            held_back=self._held_back,
         )
 
     def interval_s(self, k: int) -> float | None:
@@ -240,7 +299,7 @@ class CheckinCoach:
             start,
             night=1 if start.night is None else start.night,
             date=start.date or self._today,
-            method=start.method or self._method,
+            method=start.method or self._held_back or self._method,
         )
 
     def _night(self) -> int:
@@ -256,9 +315,11 @@ class CheckinCoach:
             case SetMethod():
                 self._gate(item.method, self._session.date if self._session else self._today)
 
-    def _gate(self, method: str, day: datetime.date) -> None:
+    def _gate(self, method: str, day: datetime.date | None) -> None:
         if method not in METHODS:
             raise Refused(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        if self._today is None or day is None:
+            return  # no date to check against: `_adopt` holds the method back instead
         try:
             warnings = age_gate(method, self._settings.birth_date, day)
         except AgeGateError as e:
@@ -266,10 +327,28 @@ class CheckinCoach:
         for w in warnings:
             log.warning("%s", w)
 
+    def _adopt(self, method: str) -> None:
+        """Use `method`, unless it needs the baby's age and the clock cannot give it: then the
+        stand-in is used and `method` waits for `trust_clock`."""
+        if self._today is None and method in EXTINCTION_METHODS:
+            if self._held_back != method:
+                log.warning(
+                    "check-in method %s held back: the clock cannot be trusted yet, so the age "
+                    "gate cannot be checked; %s until it can",
+                    method,
+                    STAND_IN_METHOD,
+                )
+            self._held_back = method
+            if self._method in EXTINCTION_METHODS:
+                self._method = STAND_IN_METHOD
+            return
+        self._method, self._held_back = method, None
+
     def _start(self, s: SessionStart) -> SessionStarted:
         """Begin (or, for the same date and night, resume) a night; the reminder comes first."""
-        method = s.method or self._method
-        self._method = method
+        self._adopt(s.method or self._method)
+        method = self._method
+        s = replace(s, method=method)
         last, self._session = self._last_session, s
         self._last_session = s
         step = s.fading_step or self._settings.fading_step
@@ -301,17 +380,53 @@ class CheckinCoach:
             return 0.0
         return max(0.0, until - max(ep.bout_t, self._session.t))
 
-    def _onset(self, t: float) -> None:
+    def _onset(self, t: float) -> list[Event]:
+        """A cry proves the audio is back, whatever the source said."""
+        out = self._heard(t)
         ep = self._ep
         if ep is None:
             self._episodes += 1
             self._ep = _Episode(self._episodes, start_t=t, anchor_t=t, last_end_t=t, bout_t=t)
             prev = self._last_settled
-            if prev and t - prev.last_end_t < max(self._settings.settle_s, CAP_RESET_S):
+            if prev and t - prev.quiet_since < max(self._settings.settle_s, CAP_RESET_S):
                 self._ep.cap_carry_s = prev.cap_carry_s + prev.cry_closed_s
                 self._ep.escalated = prev.escalated
         elif ep.bout_t is None:
             ep.bout_t = max(t, ep.last_end_t)
+        return out
+
+    def _heard(self, t: float) -> list[Event]:
+        """Audio again at `t` after a gap: the waking goes on, or ends as interrupted."""
+        since, self._deaf_since = self._deaf_since, None
+        ep = self._ep
+        if since is None or ep is None:
+            return []
+        gap = max(0.0, t - since)
+        if gap < self._settings.settle_s:
+            log.info(
+                "audio back after %.0f s: waking %d goes on (shorter than the %.0f s settle "
+                "time); it settles after %.0f s of quiet heard from now",
+                gap,
+                ep.number,
+                self._settings.settle_s,
+                self._settings.settle_s,
+            )
+            ep.heard_from = max(ep.heard_from, t)
+            return []
+        ep.heard_from = t
+        self._ep, self._last_settled = None, ep
+        return [
+            Settled(
+                t=t,
+                episode=ep.number,
+                cry_s=ep.cry_closed_s,
+                episode_s=ep.last_end_t - ep.start_t,
+                interrupted=True,
+                detail=f"interrupted: nothing was heard for {gap:.0f} s (longer than the "
+                f"{self._settings.settle_s:.0f} s settle time), so whether the baby settled "
+                "is not known",
+            )
+        ]
 
     def _close_bout(self, t: float) -> None:
         ep = self._ep
@@ -360,7 +475,9 @@ class CheckinCoach:
         if ep is None:
             return None
         if ep.bout_t is None:
-            settle_t = ep.last_end_t + self._settings.settle_s
+            if self._deaf_since is not None:
+                return None  # quiet that nobody hears settles nothing
+            settle_t = ep.quiet_since + self._settings.settle_s
             return self._settle(ep, settle_t) if settle_t <= now else None
         cap_t = ep.bout_t + self._settings.max_crying_s - ep.cap_carry_s - ep.cry_closed_s
         due = self._next_checkin_t(ep) if self._session is not None else None

@@ -3,7 +3,10 @@
 A choice (the check-in method, the cry confirmation time) is kept in the state file, so it
 outlasts a restart. Each choice also remembers the config file's value when it was made: editing
 that key in the file afterwards hands the key back to the file (the newer of the two wins). A
-remembered method that the age gate now refuses falls back to the file's, with a warning.
+remembered method that the age gate now refuses falls back to the file's, with a warning; with
+no date to check against (`today` None: a clock that cannot be trusted yet) it is kept, and the
+coach holds it back until the date is known. A row that cannot be read is forgotten, with a
+warning naming it.
 """
 
 from __future__ import annotations
@@ -45,8 +48,9 @@ def choice_of(command: Command) -> tuple[str, Any] | None:
 class Choices:
     """The config file's settings with the parent's HA choices on top (`settings`)."""
 
-    def __init__(self, store: Store, config: Settings, today: datetime.date) -> None:
+    def __init__(self, store: Store, config: Settings, today: datetime.date | None) -> None:
         store.create(SCHEMA)
+        store.on_fresh(self._restore)
         self.store = store
         self.config = config
         self.settings = self._recall(today)
@@ -57,19 +61,37 @@ class Choices:
         if choice is not None:
             key, value = choice
             self.settings = with_choice(self.settings, key, value)
-            self.store.write(
-                "INSERT OR REPLACE INTO choices (key, value, config_value) VALUES (?, ?, ?)",
-                (key, json.dumps(value), json.dumps(choice_value(self.config, key))),
-            )
+            self._keep(key, value)
         return self.settings
 
-    def _recall(self, today: datetime.date) -> Settings:
+    def _keep(self, key: str, value: Any) -> None:
+        self.store.write(
+            "INSERT OR REPLACE INTO choices (key, value, config_value) VALUES (?, ?, ?)",
+            (key, json.dumps(value), json.dumps(choice_value(self.config, key))),
+        )
+
+    def _restore(self) -> None:
+        """The state file started over empty: the choices in effect are kept again."""
+        for key in (METHOD, MIN_BOUT):
+            value = choice_value(self.settings, key)
+            if value != choice_value(self.config, key):
+                self._keep(key, value)
+
+    def _recall(self, today: datetime.date | None) -> Settings:
         settings = self.config
         for key, value, then in self.store.rows("SELECT key, value, config_value FROM choices"):
             if key not in (METHOD, MIN_BOUT):
+                log.warning("%s: forgot an unknown choice %r", self.store.path, key)
                 self._forget(key)
                 continue
-            value, then = json.loads(value), json.loads(then)
+            try:
+                value, then = json.loads(value), json.loads(then)
+            except (TypeError, ValueError) as e:
+                log.warning(
+                    "%s: forgot HA's choice of '%s': not JSON (%s)", self.store.path, key, e
+                )
+                self._forget(key)
+                continue
             in_file = choice_value(self.config, key)
             if in_file != then:
                 log.info("'%s' was edited in the config file since HA chose %r", key, value)
@@ -77,7 +99,8 @@ class Choices:
                 continue
             try:
                 chosen = with_choice(settings, key, value)
-                age_gate(chosen.checkin.method, chosen.checkin.birth_date, today)
+                if today is not None:
+                    age_gate(chosen.checkin.method, chosen.checkin.birth_date, today)
             except (ConfigError, AgeGateError) as e:
                 log.warning("%s: HA's choice no longer applies (%s)", self.store.path, e)
                 self._forget(key)

@@ -2,15 +2,19 @@
 
 Every input of a night (detector events and parent commands) is logged with the coach's outputs,
 so a restart mid-night rebuilds the coach by replaying them: same episode, same check-in count.
+Audio times become epoch seconds by one `origin` (the epoch of audio time 0), so the log stays
+consistent with itself; it is taken again from the wall clock when the clock becomes trusted
+(NTP set it after boot), so what follows is dated right.
 """
 
 from __future__ import annotations
 
 import datetime
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 
-from pi_monitor.checkin import AudioLost, CheckinCoach, CoachStatus, Input, Refused
+from pi_monitor.checkin import AudioHeard, AudioLost, CheckinCoach, CoachStatus, Input, Refused
 from pi_monitor.commands import CheckedIn, SessionEnd, SessionStart, SetMethod
 from pi_monitor.config import CheckinSettings
 from pi_monitor.events import CryEnd, Event
@@ -31,23 +35,42 @@ class JournaledCoach:
     new stream's detector reports crying that goes on).
     """
 
-    def __init__(self, coach: CheckinCoach, log: NightLog, origin: float) -> None:
+    def __init__(
+        self,
+        coach: CheckinCoach,
+        log: NightLog,
+        origin: float,
+        wall: Callable[[float], float] | None = None,
+    ) -> None:
+        """`wall(t)`: audio time `t` as epoch seconds by the service's clock as it is now, read
+        again for `origin` when the clock becomes trusted."""
         self.coach = coach
         self.log = log
         self.origin = origin
+        self.wall = wall
         self._night_id: int | None = None
+        self._start: SessionStart | None = None  # tonight's, as logged
         self._beat = -float("inf")
+        log.store.on_fresh(self._restore)
 
     @classmethod
     def open(
-        cls, settings: CheckinSettings, log: NightLog, origin: datetime.datetime
+        cls,
+        settings: CheckinSettings,
+        log: NightLog,
+        origin: datetime.datetime,
+        *,
+        wall: Callable[[float], float] | None = None,
+        trusted: bool = True,
     ) -> JournaledCoach:
         """Coach for a stream whose audio time 0 is `origin` (aware), resuming the latest night.
 
         The method in effect is `settings.method` (the file's, or the one chosen in Home
-        Assistant since): a choice made while no session ran is newer than the night's log."""
-        coach = CheckinCoach(settings, origin.date())
-        journaled = cls(coach, log, origin.timestamp())
+        Assistant since): a choice made while no session ran is newer than the night's log.
+        `trusted` False: the clock cannot be trusted yet, so methods that need the baby's age
+        are held back, and `origin` is read again from `wall` once it can."""
+        coach = CheckinCoach(settings, origin.date() if trusted else None)
+        journaled = cls(coach, log, origin.timestamp(), wall)
         journaled._resume(evening_of(origin))
         journaled._use_method(settings.method)
         return journaled
@@ -67,21 +90,37 @@ class JournaledCoach:
         self.coach.tick(last_seen)
         if night.ended is not None:
             return
-        if self.coach.status().crying:
-            self._resumed(night.id, AudioLost(t=last_seen))
+        self._resumed(night.id, AudioLost(t=last_seen))  # nothing was heard since
         if night.evening == evening:
             self._night_id = night.id
+            self._start = SessionStart(
+                night=night.night,
+                date=night.evening,
+                method=night.method,
+                fading_step=night.fading_step or None,
+            )
             return
         # A session left on from an earlier evening ended at its last sign of life; what fell due
         # after that, hours ago, is no news now.
         self._resumed(night.id, SessionEnd(t=last_seen))
         self.log.end_night(night.id, night.last_seen)
-        self.coach.tick(0.0)
+        self.coach.handle(AudioHeard(t=0.0))
 
     def _resumed(self, night_id: int, item: Input) -> None:
         """An input the restart itself implies, applied and logged like any other."""
         self.coach.handle(item)
         self.log.add_input(night_id, item, self.origin)
+
+    def _restore(self) -> None:
+        """The night log started over empty (its file was damaged): tonight's night again, with
+        the coach's totals, so the rest of the night is logged and reported."""
+        if self._night_id is None or self._start is None:
+            return
+        status = self.coach.status()
+        step = self._start.fading_step or self.coach.settings.fading_step
+        at = self.origin + self.coach.now
+        self._night_id = self.log.open_night(self._start, status.method, step, at)
+        self._record([])
 
     def _use_method(self, method: str) -> None:
         if self.coach.status().method == method:
@@ -95,12 +134,27 @@ class JournaledCoach:
         """`start` as it is logged: tonight's evening, the plan's night for it, the method."""
         moment = datetime.datetime.fromtimestamp(self.origin + start.t).astimezone()
         evening = start.date or evening_of(moment)
-        method = start.method or self.coach.status().method
+        method = start.method or self.coach.status().held_back or self.coach.status().method
         night = self.log.night_number(evening, method) if start.night is None else start.night
         return self.coach.planned(replace(start, night=night, date=evening, method=method))
 
     def status(self) -> CoachStatus:
         return self.coach.status()
+
+    def trust_clock(self, today: datetime.date) -> list[Event]:
+        """A held-back method applied (logged as the parents' choice would be) or refused; the
+        log's dates follow the clock from now."""
+        if self.wall is not None:
+            self.origin = self.wall(0.0)
+        before = self.coach.status().method
+        out = self.coach.trust_clock(today)
+        method = self.coach.status().method
+        if self._night_id is not None:
+            if method != before:
+                now = max(self.coach.now, 0.0)
+                self.log.add_input(self._night_id, SetMethod(method=method, t=now), self.origin)
+            self._record(out)
+        return out
 
     def handle(self, item: Input) -> list[Event]:
         """Apply `item` (Refused leaves coach and log unchanged) and log it with outputs."""
@@ -114,6 +168,7 @@ class JournaledCoach:
             status = self.coach.status()
             step = item.fading_step or self.coach.settings.fading_step
             self._night_id = self.log.open_night(item, status.method, step, at)
+            self._start = item
         if self._night_id is None:
             return out
         night_id = self._night_id
@@ -126,7 +181,7 @@ class JournaledCoach:
             )
         if isinstance(item, SessionEnd):
             self.log.end_night(night_id, at)
-            self._night_id = None
+            self._night_id = self._start = None
         return out
 
     def tick(self, t: float) -> list[Event]:

@@ -11,7 +11,14 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from pi_monitor.checkin import LADDER, SAFETY_REMINDER, AudioLost, CheckinCoach, Refused
+from pi_monitor.checkin import (
+    LADDER,
+    SAFETY_REMINDER,
+    AudioHeard,
+    AudioLost,
+    CheckinCoach,
+    Refused,
+)
 from pi_monitor.commands import CheckedIn, SessionEnd, SessionStart, SetMethod
 from pi_monitor.config import DEFAULT_GRADUATED_MINUTES
 from pi_monitor.events import CheckinDue, Escalation, SessionStarted, Settled
@@ -167,12 +174,41 @@ def test_a_method_change_applies_from_the_next_check_in():
     assert times(out) == [180.0]
 
 
-def test_audio_lost_ends_the_open_bout_there():
+def test_audio_lost_ends_the_open_bout_there_and_nothing_settles_until_audio_is_heard():
     coach = coach_for(method="extinction")
     items = [bout(0.0, 999.0)[0], AudioLost(t=100.0)]
-    out = run(coach, items, until=500.0)
+    out = run(coach, items, until=3600.0)
+    assert of_type(out, Settled) == [], "an hour of a dead microphone is not an hour of quiet"
+    status = coach.status()
+    assert (status.episode, status.crying, status.cry_s) == (1, False, 100.0)
+
+
+def test_audio_back_within_the_settle_time_goes_on_and_settles_on_quiet_heard_since():
+    coach = coach_for(method="extinction")
+    items = [bout(0.0, 999.0)[0], AudioLost(t=100.0), AudioHeard(t=250.0)]
+    out = run(coach, items, until=1000.0)
     (settled,) = of_type(out, Settled)
-    assert (settled.t, settled.cry_s) == (400.0, 100.0)
+    assert (settled.t, settled.cry_s, settled.episode_s) == (550.0, 100.0, 100.0)
+    assert settled.interrupted is None and "interrupted" not in settled.to_dict()
+
+
+def test_audio_back_after_more_than_the_settle_time_ends_the_waking_as_interrupted():
+    coach = coach_for(method="extinction")
+    items = [bout(0.0, 999.0)[0], AudioLost(t=100.0), AudioHeard(t=500.0)]
+    out = run(coach, items, until=600.0)
+    (settled,) = of_type(out, Settled)
+    assert (settled.t, settled.episode, settled.cry_s) == (500.0, 1, 100.0)
+    assert settled.interrupted and "400 s" in settled.detail and "not known" in settled.detail
+    assert settled.to_dict()["interrupted"] is True
+
+
+def test_quiet_nobody_heard_never_resets_the_crying_cap():
+    """25 min of crying, a dead microphone for an hour, then 5 more minutes: the cap fires."""
+    coach = coach_for(method="extinction")
+    items = [*bout(0.0, 1500.0), AudioLost(t=1500.0), AudioHeard(t=5100.0), *bout(5110.0, 5700.0)]
+    out = run(coach, items, until=6000.0)
+    assert [s.interrupted for s in of_type(out, Settled)][:1] == [True]
+    assert times(out, Escalation) == [5110.0 + 300.0]
 
 
 def test_a_session_starts_with_the_safety_reminder_as_its_first_event():

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from pi_monitor.checkin import CheckinCoach, Refused
 from pi_monitor.commands import SessionStart, SetMethod
 from pi_monitor.config import CheckinSettings, ConfigError, settings_from_dict
-from pi_monitor.events import Escalation
+from pi_monitor.events import CommandRefused, Escalation
 from pi_monitor.methods import METHODS, AgeGateError, age_gate
 
 ANY_VALUE = st.one_of(
@@ -114,6 +114,29 @@ def test_no_session_or_method_change_gets_past_the_age_gate(born, day, method):
         else:
             coach.handle(command)
     assert (coach.status().method == method) == (expected != "refused")
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(
+    born=DATES,
+    day=DATES,
+    wrong_day=DATES,
+    method=st.sampled_from(["extinction", "graduated"]),
+)
+def test_no_clock_it_cannot_trust_gets_a_method_past_the_age_gate(born, day, wrong_day, method):
+    """Booted without a date: the method waits whatever the commands say, and once the clock is
+    trusted it applies exactly when the gate allows it on that day (never by a wrong date)."""
+    coach = CheckinCoach(CheckinSettings(method=method, birth_date=born.isoformat()), None)
+    for command in (
+        SetMethod(t=0.0, method=method),
+        SessionStart(t=0.0, night=1, date=wrong_day, method=method),
+    ):
+        coach.handle(command)
+        assert coach.status().method == "responsive" and coach.status().held_back == method
+    out = coach.trust_clock(day)
+    allowed = gate_expected({"birth_date": born.isoformat()}, day) != "refused"
+    assert (coach.status().method == method) == allowed
+    assert [type(e) for e in out] == ([] if allowed else [CommandRefused])
 
 
 @hsettings(max_examples=300, deadline=None)

@@ -7,7 +7,7 @@ import datetime
 import pytest
 from checkin_script import bout, of_type, settings
 
-from pi_monitor.checkin import known_at
+from pi_monitor.checkin import AudioHeard, known_at
 from pi_monitor.commands import CheckedIn, SessionEnd, SessionStart
 from pi_monitor.events import CheckinDue, Settled
 from pi_monitor.journal import JournaledCoach
@@ -56,17 +56,22 @@ def test_a_restart_mid_episode_resumes_the_same_episode_and_check_in_count(tmp_p
     assert dues[0].t + 960.0 == pytest.approx(400.0 + 300.0 + 600.0)
 
 
-def test_a_night_that_settled_during_the_outage_is_settled_once_on_restart(tmp_path):
+def test_a_waking_cut_by_an_outage_longer_than_the_settle_time_ends_as_interrupted_on_restart(
+    tmp_path,
+):
     coach = open_coach(tmp_path, EVENING)
     coach.handle(SessionStart(t=0.0))
     feed(coach, [bout(10.0, 99999.0)[0]], until=220.0)
     coach.log.close()  # last heartbeat at 220 s: check-in 1 logged at 190 s, then 30 s later
     again = open_coach(tmp_path, EVENING + datetime.timedelta(hours=1))
-    out = again.tick(0.0)
-    (settled,) = of_type(out, Settled)
-    assert settled.episode == 1 and settled.cry_s == pytest.approx(210.0)
+    assert again.tick(0.0) == [], "nothing was heard during the outage: nothing settles"
+    (settled,) = of_type(again.handle(AudioHeard(t=0.5)), Settled)
+    assert settled.interrupted and settled.episode == 1 and settled.cry_s == pytest.approx(210.0)
+    assert "not known" in settled.detail
     assert again.tick(1.0) == []
-    assert again.log.nights()[0].wakings == 1
+    (night,) = again.log.nights()
+    assert night.wakings == 1
+    assert again.log.settle_times(night.id) == [], "an interrupted waking has no time to settle"
 
 
 def test_inputs_logged_twice_across_restarts_rebuild_the_same_state(tmp_path):
