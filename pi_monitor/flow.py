@@ -11,7 +11,13 @@ microphone for months; a replay runs it once per file, as fast as the file can b
 Flow time is audio time since the flow began: each stream (a file, or the microphone between
 two failures) starts its pipeline at 0 and is shifted to the flow time it opened at. While a lost
 microphone is awaited the monotonic clock carries flow time on, so the coach and the health
-checks keep their timing through an outage.
+checks keep their timing through an outage; the coach is told when audio stops and when it is
+heard again, so quiet that nobody heard settles nothing.
+
+What is degraded is shown in one place, the state's problem: the source's health (`Recovery`)
+and the faults the parts around the flow report (`faults.py`: the state files, the MQTT link, a
+check-in method held back until the clock can be trusted), each new one also raised once as an
+`escalation`. Alerts never wait for any of them: a cry goes to the sinks whatever they say.
 """
 
 from __future__ import annotations
@@ -25,21 +31,26 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from pi_monitor.checkin import Coach, Refused
+from pi_monitor.checkin import AudioHeard, AudioLost, Coach, Refused
 from pi_monitor.choices import Choices
 from pi_monitor.classifier import CryClassifier
-from pi_monitor.clock import Clock, StartClock
+from pi_monitor.clock import Clock, StartClock, ntp_synced
 from pi_monitor.commands import Command, SetMinBout
 from pi_monitor.config import Settings
-from pi_monitor.events import CommandRefused, CryEnd, CryOnset, Event
+from pi_monitor.events import CommandRefused, CryEnd, CryOnset, Escalation, Event, Reason
+from pi_monitor.faults import Fault, Faults
 from pi_monitor.health import level_dbfs
 from pi_monitor.pipeline import Pipeline
 from pi_monitor.recovery import GiveUp, Recovery
+from pi_monitor.repeated import RepeatedWarning
 from pi_monitor.sinks import Sink
 from pi_monitor.source import AudioSource, SourceEnded, SourceError
 from pi_monitor.state import MonitorState, coached, heard, with_problem
 
 log = logging.getLogger(__name__)
+
+CLOCK_FAULT = "clock"  # the flow's own part in `Faults`: a method held back for a sane clock
+CLOCK_CHECK_S = 10.0  # how often an untrusted clock is looked at again (flow time)
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,7 @@ class Edges:
     monotonic: Callable[[], float] = time.monotonic
     wall: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
+    synced: Callable[[], bool] = ntp_synced  # is the wall clock set (NTP)?
 
 
 AUDIO_ONLY = Edges(monotonic=lambda: 0.0, sleep=lambda _: None)
@@ -79,9 +91,12 @@ class Flow:
         choices: Choices | None = None,
         clock: Clock | None = None,
         recovery: Recovery | None = None,
+        faults: Sequence[Faults] = (),
         edges: Edges = AUDIO_ONLY,
         behaviour: FlowSettings = FlowSettings(),
     ) -> None:
+        """`faults`: where the parts around the flow report what is wrong (the flow adds its
+        own)."""
         self.source = source
         self.classifier = classifier
         self.settings = settings
@@ -100,7 +115,13 @@ class Flow:
         self._last_t = 0.0  # flow time at the end of the last block
         self._last_mono = edges.monotonic()
         self._next_open = self._last_mono
+        self.faults = Faults()
+        self._watched = [self.faults, *faults]
+        self._active: dict[str, Fault] = {}
         self._problem = ""
+        self._unapplied = RepeatedWarning(log, monotonic=edges.monotonic)
+        self._clock_trusted = coach is None or self.clock.today() is not None
+        self._clock_checked_t = -CLOCK_CHECK_S
         self.state = self._initial_state()
         self._sent: MonitorState | None = None
 
@@ -182,6 +203,7 @@ class Flow:
             self.ended = True
         except SourceError as e:
             self._end_stream()  # close the bout under way first: a cut-short night keeps its cry
+            self._to_coach(AudioLost(t=self._last_t))
             self._retry_in(self.recovery.lost(e, self._last_t), e)
         else:
             if block is not None:
@@ -202,6 +224,8 @@ class Flow:
     def _process(self, block: np.ndarray) -> None:
         assert self.pipeline is not None
         t_start = self.now
+        if self.pipeline.samples_seen == 0:
+            self._to_coach(AudioHeard(t=t_start))
         events = self.pipeline.process(block)
         t_end = self.now
         first = self.pipeline.samples_seen == len(block)
@@ -221,9 +245,42 @@ class Flow:
         self._emit(self.recovery.tick(t))
         if self.coach is not None:
             self._emit(self.coach.tick(t))
+            self._check_clock()
             self.state = self._coached(self.state)
         self._sync_problem()
         self._send_state()
+        self._unapplied.flush()
+
+    def _check_clock(self) -> None:
+        """Until the clock can be trusted, look again now and then: then the coach learns the
+        date (a held-back method is applied or refused); meanwhile a held-back method is a
+        fault that says so."""
+        assert self.coach is not None
+        t = self.now
+        if self._clock_trusted or t - self._clock_checked_t < CLOCK_CHECK_S:
+            return
+        self._clock_checked_t = t
+        today = self.clock.today()
+        if today is not None:
+            self._clock_trusted = True
+            self._emit(self.coach.trust_clock(today))
+            self.faults.clear(CLOCK_FAULT)
+            return
+        held = self.coach.status().held_back
+        if held is None:
+            self.faults.clear(CLOCK_FAULT)
+        elif CLOCK_FAULT not in self.faults.active():
+            self.faults.report(
+                CLOCK_FAULT,
+                Reason.CLOCK_UNTRUSTED,
+                f"{self.clock.untrusted()}: check-in method {held} is held back, responsive "
+                "stands in until the clock is right (the age gate needs today's date); check "
+                "the network and time synchronisation (timedatectl)",
+            )
+
+    def _to_coach(self, item: AudioLost | AudioHeard) -> None:
+        if self.coach is not None:
+            self._emit(self.coach.handle(item))
 
     def _apply(self, command: Command, t: float) -> None:
         """A parent's command at flow time `t`: the detector's confirmation time, or the coach's."""
@@ -236,12 +293,12 @@ class Flow:
             self.state = replace(self.state, min_bout_s=self.settings.detector.min_bout_s)
             return
         if self.coach is None:
-            log.warning("command %s ignored: no check-in coach in this flow", command.type)
+            self._unapplied.warn("command %s ignored: no check-in coach here", command.type)
             return
         try:
             out = self.coach.handle(command)
         except Refused as e:
-            log.warning("command refused: %s", e)
+            self._unapplied.warn("command %s refused: %s", command.type, e)
             self._emit([CommandRefused(t=t, command=command.type, detail=str(e))])
             return
         log.info("command %s", json.dumps(command.to_dict(), default=str, separators=(",", ":")))
@@ -281,7 +338,23 @@ class Flow:
                 self._emit(self.coach.handle(event))
 
     def _sync_problem(self) -> None:
-        detail = self.recovery.problem()
+        """The problem sensor: the source's health and every active fault; a new fault and a
+        notice are each raised once as an escalation."""
+        t = self.now
+        active: dict[str, Fault] = {}
+        for faults in self._watched:
+            notices = faults.take_notices()
+            self._emit(Escalation(t=t, reason=n.reason, detail=n.detail) for n in notices)
+            active.update(faults.active())
+        for part, fault in sorted(active.items()):
+            if part not in self._active:
+                self._emit([Escalation(t=t, reason=fault.reason, detail=fault.detail)])
+        for part in sorted(self._active.keys() - active.keys()):
+            log.warning("cleared: %s", self._active[part].detail)
+        self._active = active
+        faults = [f"{fault.reason}: {fault.detail}" for _, fault in sorted(active.items())]
+        parts = [self.recovery.problem(), *faults]
+        detail = "; ".join(p for p in parts if p)
         if detail != self._problem:
             if not detail:
                 log.warning("problem cleared: %s", self._problem)

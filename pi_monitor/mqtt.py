@@ -6,14 +6,23 @@ one thread keeps event order simple: on every (re)connection paho's own unacknow
 dropped and every event still in the outbox is sent again, oldest first, so delivery is at least
 once, in order, and a repeat is recognisable by its `seq`.
 
+The thread never dies before `stop()`: TLS files that cannot be used, a broker that refuses the
+credentials and any exception at all are logged (through `logging`: PortAudio's re-scans point
+fd 2 at /dev/null now and then), reported as an `mqtt_failed` fault (the problem sensor and an
+escalation, delivered once the link works) and retried with backoff on a new client, while the
+flow goes on detecting. Home Assistant's `online` is answered at most every few seconds, after
+the events waiting, however many arrive.
+
 Wire form on `<base>/event`: the event's JSON (docs/DESIGN.md) plus `seq` (outbox sequence
 number) and `event_type` (= `type`, the key Home Assistant's `event` entity reads).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -27,14 +36,21 @@ from pi_monitor.backoff import Backoff
 from pi_monitor.commands import Command, CommandError, parse_command
 from pi_monitor.config import ConfigError, MqttSettings
 from pi_monitor.discovery import OFFLINE, ONLINE, Topics, discovery_configs
-from pi_monitor.events import EVENT_TYPES
+from pi_monitor.events import EVENT_TYPES, Reason
+from pi_monitor.faults import Faults
 from pi_monitor.outbox import Outbox
+from pi_monitor.repeated import RepeatedWarning
 from pi_monitor.state import MonitorState, StatePacer
+from pi_monitor.tls import mqtt_tls_context
 
 log = logging.getLogger(__name__)
 
 OUTBOX_FILE = "mqtt-outbox.sqlite3"
 LOOP_TIMEOUT_S = 0.2  # how often queued events are picked up: 5 wake-ups a second on a Pi
+# Home Assistant says `online` when it starts; a flood of them (a broken automation, a replayed
+# retained message) must not bury the events under discovery messages: answered at most this often.
+ANNOUNCE_MIN_INTERVAL_S = 5.0
+MQTT_FAULT = "mqtt"  # the publisher's part in `Faults`
 
 
 class MqttError(RuntimeError):
@@ -47,19 +63,25 @@ def client_id(settings: MqttSettings) -> str:
 
 
 def new_client(s: MqttSettings) -> paho.Client:
-    """A paho client with the configured id, credentials and TLS, not yet connected."""
+    """A paho client with the configured id, credentials and TLS, not yet connected; TLS files
+    that cannot be used are a ConfigError naming the key, the file and the fix."""
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id(s))
     if s.username:
         client.username_pw_set(s.username, s.password or None)
-    if s.tls:
-        for key in ("ca_file", "cert_file", "key_file"):
-            value = getattr(s, key)
-            if value and not Path(value).is_file():
-                raise ConfigError(f"'mqtt.{key}' = {value!r}: file not found")
-        client.tls_set(
-            ca_certs=s.ca_file or None, certfile=s.cert_file or None, keyfile=s.key_file or None
-        )
+    context = mqtt_tls_context(s)
+    if context is not None:
+        client.tls_set_context(context)
     return client
+
+
+def _qualified(e: BaseException) -> str:
+    """`struct.error` rather than a bare `error`; builtins by their name."""
+    kind = type(e)
+    return (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
 
 
 def forget_device(settings: MqttSettings, timeout: float) -> None:
@@ -94,7 +116,8 @@ class MqttPublisher:
     (`sinks.py`) it takes events and states through `event` and `state`.
 
     `on_command` is called on the MQTT thread with each valid command; keep it short. Invalid
-    commands are logged and dropped before it.
+    commands are logged (a flood as one line and a counted summary) and dropped before it.
+    `faults` is where the link and the outbox say what is wrong (the flow shows it).
     """
 
     def __init__(
@@ -102,12 +125,17 @@ class MqttPublisher:
         settings: MqttSettings,
         state_dir: Path,
         on_command: Callable[[Command], None] | None = None,
+        faults: Faults | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.topics = Topics.from_settings(settings)
-        self.outbox = Outbox(Path(state_dir) / OUTBOX_FILE, settings.queue_max_events)
+        self.faults = faults or Faults()
+        path = Path(state_dir) / OUTBOX_FILE
+        self.outbox = Outbox(path, settings.queue_max_events, self.faults, monotonic)
         self.on_command = on_command
-        self._client = self._make_client()
+        self.monotonic = monotonic
+        self._client: paho.Client | None = None  # made on the MQTT thread, anew after a failure
         self._lock = threading.Lock()
         self._state: MonitorState | None = None
         self._pacer = StatePacer()
@@ -120,7 +148,11 @@ class MqttPublisher:
         self._stopping = threading.Event()
         self._drained = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._announce_wanted = False
+        self._announced_at = -math.inf
+        self._ignored = RepeatedWarning(log, monotonic=monotonic)
         self.connections = 0
+        self.failures = 0  # times the thread failed and started over
 
     def _make_client(self) -> paho.Client:
         client = new_client(self.settings)
@@ -188,34 +220,74 @@ class MqttPublisher:
     # ---- MQTT thread ----
 
     def _run(self) -> None:
-        s = self.settings
+        """Turn after turn until `stop()`; a failure of any kind starts over on a new client."""
         socket_open = False
         while not self._stopping.is_set():
-            if not socket_open:
-                try:
-                    self._client.connect(s.host, s.port, s.keepalive_s)
-                    socket_open = True
-                except (OSError, ValueError) as e:
-                    self._wait_to_retry(f"cannot connect to {s.host}:{s.port} ({e})")
-                    continue
-            rc = self._client.loop(timeout=LOOP_TIMEOUT_S)
-            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                socket_open = False
+            try:
+                socket_open = self._turn(socket_open)
+            except Exception as e:
+                self.failures += 1
                 self._connected.clear()
-                self._wait_to_retry(
-                    f"connection to {s.host}:{s.port} lost ({paho.error_string(rc)})"
-                )
-                continue
-            self._pump()
-        self._say_goodbye(socket_open)
+                socket_open = False
+                self._drop_client()
+                log.exception("MQTT thread failed")
+                self._fail(f"the MQTT thread failed ({_qualified(e)}: {e}) and starts over")
+        try:
+            self._say_goodbye(socket_open)
+        except Exception:
+            log.exception("MQTT goodbye failed")
+
+    def _turn(self, socket_open: bool) -> bool:
+        """Connect when not connected, else run the network loop once and send what waits;
+        returns whether the socket is open."""
+        s = self.settings
+        self.outbox.recover()
+        self._ignored.flush()
+        if not socket_open:
+            try:
+                client = self._client = self._client or self._make_client()
+            except ConfigError as e:
+                self._fail(f"{e}; Home Assistant cannot be reached until it is fixed")
+                return False
+            try:
+                client.connect(s.host, s.port, s.keepalive_s)
+            except (OSError, ValueError) as e:
+                self._wait_to_retry(f"cannot connect to the MQTT broker {s.host}:{s.port} ({e})")
+                return False
+        assert self._client is not None
+        rc = self._client.loop(timeout=LOOP_TIMEOUT_S)
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self._connected.clear()
+            why = paho.error_string(rc)
+            self._wait_to_retry(f"connection to the MQTT broker {s.host}:{s.port} lost ({why})")
+            return False
+        self._pump()
+        return True
+
+    def _drop_client(self) -> None:
+        """Forget a client in an unknown state; closing its socket lets the broker publish our
+        last will (`offline`) until the new one connects."""
+        client, self._client = self._client, None
+        sock = client.socket() if client is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def _fail(self, why: str) -> None:
+        """A failure a parent must know of (not a broker that is simply away): a fault, then the
+        usual wait before the next try."""
+        self.faults.report(
+            MQTT_FAULT, Reason.MQTT_FAILED, f"{why}; events wait in the outbox meanwhile"
+        )
+        self._wait_to_retry(why)
 
     def _wait_to_retry(self, why: str) -> None:
         delay = self._backoff.next_delay()
-        log.warning("MQTT %s; %d events waiting; retrying in %.1f s", why, len(self.outbox), delay)
+        log.warning("%s; %d events waiting; retrying in %.1f s", why, len(self.outbox), delay)
         self._stopping.wait(delay)
 
     def _say_goodbye(self, socket_open: bool) -> None:
-        if socket_open and self._connected.is_set():
+        if socket_open and self._client is not None and self._connected.is_set():
             self._maybe_send_state(force=True)
             info = self._client.publish(self.topics.availability, OFFLINE, qos=1, retain=True)
             deadline = time.monotonic() + 2.0
@@ -226,9 +298,19 @@ class MqttPublisher:
         self._connected.clear()
 
     def _pump(self) -> None:
+        """Events first, then the state, then a re-announcement Home Assistant asked for."""
         if not self._connected.is_set():
             return
+        self._send_events()
         self._maybe_send_state()
+        now = self.monotonic()
+        if self._announce_wanted and now >= self._announced_at + ANNOUNCE_MIN_INTERVAL_S:
+            log.info("Home Assistant is online: re-sending discovery and state")
+            self._announce_wanted, self._announced_at = False, now
+            self._announce()
+
+    def _send_events(self) -> None:
+        assert self._client is not None
         room = self.settings.inflight_max - len(self._inflight)
         if room <= 0 or self.outbox.last_seq <= self._sent_upto:
             return
@@ -248,18 +330,20 @@ class MqttPublisher:
             self._crying_changes = []
         if state is None:
             return
+        assert self._client is not None
         if force:
             crying = [state.crying]
         for on in crying:
             self._client.publish(self.topics.crying, "ON" if on else "OFF", qos=1, retain=True)
         payload = state.to_payload()
-        now = time.monotonic()
+        now = self.monotonic()
         if force or self._pacer.due(payload, now):
             self._client.publish(self.topics.state, json.dumps(payload), qos=1, retain=True)
             self._pacer.sent(payload, now)
 
     def _announce(self) -> None:
         """Availability, discovery and state: everything HA needs after either side restarts."""
+        assert self._client is not None
         self._client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
         for topic, config in discovery_configs(self.settings).items():
             self._client.publish(topic, json.dumps(config), qos=1, retain=True)
@@ -269,17 +353,20 @@ class MqttPublisher:
         self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any
     ) -> None:
         if reason.is_failure:
-            log.error(
-                "MQTT broker %s:%d refused the connection: %s (check mqtt.username/password/tls)",
-                self.settings.host,
-                self.settings.port,
-                reason,
+            why = (
+                f"the MQTT broker {self.settings.host}:{self.settings.port} refused the "
+                f"connection: {reason} (check mqtt.username/password/tls)"
+            )
+            log.error("%s", why)
+            self.faults.report(
+                MQTT_FAULT, Reason.MQTT_FAILED, f"{why}; events wait in the outbox meanwhile"
             )
             return
         client.drop_out_messages()
         self._inflight.clear()
         self._sent_upto = 0
         self._backoff.reset()
+        self.faults.clear(MQTT_FAULT)
         self.connections += 1
         client.subscribe([(self.topics.commands, 1), (self.topics.ha_status, 1)])
         self._announce()
@@ -309,17 +396,19 @@ class MqttPublisher:
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         if msg.topic == self.topics.ha_status:
             if msg.payload == ONLINE.encode():
-                log.info("Home Assistant is online: re-sending discovery and state")
-                self._announce()
+                self._announce_wanted = True  # sent by `_pump`, after the events
             return
         name = msg.topic.rsplit("/", 1)[-1]
         if msg.retain:
-            log.warning("ignored retained command on %s (commands must not be retained)", msg.topic)
+            self._ignored.warn(
+                "ignored MQTT command kept by the broker on %s (commands must not be retained)",
+                msg.topic,
+            )
             return
         try:
             command = parse_command(name, msg.payload)
         except CommandError as e:
-            log.warning("ignored MQTT command: %s", e)
+            self._ignored.warn("ignored MQTT command: %s", e)
             return
         log.info("MQTT command: %s", command)
         if self.on_command is None:

@@ -2,7 +2,12 @@
 
 This module is wiring and edges: it assembles the flow (microphone, journaled coach, HA choices,
 log and MQTT sinks) and runs it in one loop that also pings systemd's watchdog, so a stalled loop
-stops the pings and systemd restarts the service.
+stops the pings and systemd restarts the service. The loop also gives the state file its chance
+to write back what a failing disk left in memory (`Store.recover`).
+
+Nothing but a bug stops it: a state directory that cannot be written or holds damaged files, a
+broker that cannot be reached or TLS files that cannot be used, a clock that cannot be trusted
+at boot are each reported (log, problem sensor, escalation) while the monitor goes on listening.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from pi_monitor.choices import Choices
 from pi_monitor.classifier import CryClassifier
 from pi_monitor.clock import WallClock
 from pi_monitor.commands import Command
-from pi_monitor.config import ConfigError, Settings
+from pi_monitor.config import Settings
+from pi_monitor.faults import Faults
 from pi_monitor.flow import Edges, Flow
 from pi_monitor.health import MicHealth
 from pi_monitor.journal import JournaledCoach
@@ -29,7 +35,7 @@ from pi_monitor.nightlog import NightLog
 from pi_monitor.notify import Notifier, WatchdogPacer
 from pi_monitor.recovery import Reopen
 from pi_monitor.sinks import LogSink, Sink
-from pi_monitor.store import Store, StoreError
+from pi_monitor.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -57,22 +63,34 @@ class Service:
         self.edges = edges or Edges(sleep=self._stop.wait)
         self.watchdog = WatchdogPacer(self.notifier.watchdog_s)
         self.mic = MicSource(settings.audio, classifier.info.features.sample_rate, backend)
-        clock = WallClock(self.edges.wall)
+        clock = WallClock(self.edges.wall, synced=self.edges.synced)
         origin = clock.moment(0.0)
-        self.store = Store.in_state_dir(settings.service.state_dir)
-        choices = Choices(self.store, settings, origin.date())
+        today = clock.today()  # None: the age gate waits for a clock it can trust
+        if today is None:
+            log.warning("%s: the age gate waits until the clock can be trusted", clock.untrusted())
+        self.faults = Faults()
+        self.store = Store.in_state_dir(settings.service.state_dir, self.faults)
+        choices = Choices(self.store, settings, today)
         a = choices.settings.audio
         health = MicHealth(a.silence_floor_dbfs, a.silence_timeout_s, a.lost_after_s)
         all_sinks = [*sinks, LogSink(), *([publisher] if publisher else [])]
+        coach = JournaledCoach.open(
+            choices.settings.checkin,
+            NightLog(self.store),
+            origin,
+            wall=clock.wall,
+            trusted=today is not None,
+        )
         self.flow = Flow(
             self.mic,
             classifier,
             choices.settings,
             sinks=all_sinks,
-            coach=JournaledCoach.open(choices.settings.checkin, NightLog(self.store), origin),
+            coach=coach,
             choices=choices,
             clock=clock,
             recovery=Reopen(health, a.retry_max_s, self.notifier.status),
+            faults=[self.faults, *([publisher.faults] if publisher else [])],
             edges=self.edges,
         )
         if publisher is not None:
@@ -102,6 +120,7 @@ class Service:
     def step(self) -> None:
         """One turn of the flow, then the watchdog ping it earned."""
         self.flow.step()
+        self.store.recover()
         mono = self.edges.monotonic()
         if self.watchdog.due(mono):
             self.notifier.watchdog()
@@ -151,13 +170,10 @@ def setup_logging(level: str) -> None:
 def build_service(settings: Settings) -> Service:
     """The real service: model, microphone, night log and MQTT (when enabled) from the config."""
     classifier = CryClassifier(settings.model.path, settings.model.threads)
-    try:
-        publisher = None
-        if settings.mqtt.enabled:
-            publisher = MqttPublisher(settings.mqtt, Path(settings.service.state_dir))
-        return Service(settings, classifier, backend=SoundDeviceBackend(), publisher=publisher)
-    except (StoreError, OSError) as e:
-        raise ConfigError(f"'service.state_dir': {e}") from None
+    publisher = None
+    if settings.mqtt.enabled:
+        publisher = MqttPublisher(settings.mqtt, Path(settings.service.state_dir))
+    return Service(settings, classifier, backend=SoundDeviceBackend(), publisher=publisher)
 
 
 def run_service(settings: Settings) -> int:

@@ -2,7 +2,8 @@
 
 Each value has one source: the detector's events and scores (crying, durations, score), the
 latest block (sound level), the coach's status (session, method, next check-in, tonight's
-crying), the effective settings (confirmation time) and the microphone's health (problem). The
+crying), the effective settings (confirmation time) and the flow's problems (the microphone's
+health and the faults of the parts around it). The
 flow keeps one `MonitorState` from them and hands every change to the sinks; the MQTT publisher
 sends it retained on `<base>/state` (and `<base>/crying`) when `StatePacer` says it is news.
 """
@@ -106,7 +107,8 @@ def coached(state: MonitorState, status: CoachStatus, next_checkin: str | None) 
 
 
 def with_problem(state: MonitorState, on: bool, detail: str = "") -> MonitorState:
-    """Set or clear the monitor's health problem (microphone lost or silent)."""
+    """Set or clear the monitor's problem (microphone lost or silent, a state file that cannot be
+    written, the MQTT link failing, a method held back for want of a clock it can trust)."""
     return replace(state, problem=on, problem_detail=detail if on else "")
 
 

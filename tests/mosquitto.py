@@ -126,6 +126,7 @@ class Subscriber:
 
     def __init__(self, broker: Mosquitto, topics: list[str], durable: bool = False) -> None:
         self.messages: list[paho.MQTTMessage] = []
+        self.arrived: list[float] = []  # time.time() of each message's arrival
         self._cond = threading.Condition()
         self._topics = topics
         self._subscribed = threading.Event()
@@ -149,11 +150,18 @@ class Subscriber:
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         with self._cond:
             self.messages.append(msg)
+            self.arrived.append(time.time())
             self._cond.notify_all()
 
     def on(self, topic: str) -> list[paho.MQTTMessage]:
         with self._cond:
             return [m for m in self.messages if m.topic == topic]
+
+    def timed(self, topic: str) -> list[tuple[float, paho.MQTTMessage]]:
+        """(arrival time, message) on `topic`, in order."""
+        with self._cond:
+            pairs = zip(self.arrived, self.messages, strict=True)
+            return [(at, m) for at, m in pairs if m.topic == topic]
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
         with self._cond:

@@ -36,7 +36,12 @@ class FakeTime:
         self.mono += seconds
 
     def edges(self) -> Edges:
-        return Edges(monotonic=lambda: self.mono, wall=lambda: 1.8e9 + self.mono, sleep=self.sleep)
+        return Edges(
+            monotonic=lambda: self.mono,
+            wall=lambda: 1.8e9 + self.mono,
+            sleep=self.sleep,
+            synced=lambda: True,
+        )
 
 
 def make_settings(tmp_path: Path, model: Path, **audio: object) -> Settings:

@@ -4,6 +4,8 @@ command validation, outbox overflow."""
 from __future__ import annotations
 
 import json
+import logging
+import os
 import signal
 import subprocess
 import sys
@@ -11,7 +13,9 @@ import threading
 import time
 from pathlib import Path
 
+import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from pi_monitor.commands import CheckedIn, Command
 from pi_monitor.config import MqttSettings
@@ -264,3 +268,102 @@ def test_full_outbox_drops_oldest_and_delivers_the_rest_in_order(broker, publish
     assert sub.wait_for(lambda: len(set(seqs_of(sub.on(topics.event)))) >= 10, 20)
     assert list(dict.fromkeys(seqs_of(sub.on(topics.event)))) == list(range(16, 26))
     sub.close()
+
+
+def rss_bytes() -> int:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class FrozenClock:
+    """The publisher's monotonic clock, moved on by the test."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def flood(broker: Mosquitto, topic: str, payload: bytes, count: int, then: str) -> None:
+    """`count` messages as fast as one client can send them, then `then` (a command) to know
+    when the publisher has read them all (one connection keeps its order)."""
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="flood")
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    try:
+        for _ in range(count):
+            client.publish(topic, payload, qos=0)
+        client.publish(then, b"PRESS", qos=1).wait_for_publish(30)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def flooded_publisher(
+    broker: Mosquitto, tmp_path: Path
+) -> tuple[MqttPublisher, FrozenClock, threading.Event]:
+    """A connected publisher on a clock the test moves; `pressed` is set by each command."""
+    clock = FrozenClock()
+    pressed = threading.Event()
+    pub = MqttPublisher(
+        settings_for(broker), tmp_path / "state", lambda _: pressed.set(), monotonic=clock
+    )
+    pub.start()
+    assert pub.wait_connected(10)
+    return pub, clock, pressed
+
+
+def test_a_flood_of_home_assistant_online_is_answered_at_most_every_few_seconds_after_the_events(
+    broker, tmp_path
+):
+    pub, clock, pressed = flooded_publisher(broker, tmp_path)
+    try:
+        topics = pub.topics
+        sub = Subscriber(broker, [topics.availability, topics.event])
+        live = lambda: [m for m in sub.messages if not m.retain]  # noqa: E731
+        online = lambda: [m for m in live() if m.topic == topics.availability]  # noqa: E731
+        args = (broker, topics.ha_status, b"online", 5000, topics.command("checked_in"))
+        sender = threading.Thread(target=flood, args=args)
+        before = rss_bytes()
+        sender.start()
+        seq = pub.publish_event(cry_onset(1))  # a cry while the flood comes in
+        sender.join()
+        assert pressed.wait(30), "the publisher read the whole flood"
+        assert rss_bytes() - before < 10 * 2**20, "nothing piles up (before: 80,000 messages)"
+        assert sub.wait_for(lambda: seq in seqs_of(sub.on(topics.event)))
+        first_event = next(i for i, m in enumerate(live()) if m.topic == topics.event)
+        ahead = [m for m in live()[:first_event] if m.topic == topics.availability]
+        assert len(ahead) <= 1, "the cry did not wait behind the re-announcements"
+        time.sleep(0.5)
+        assert len(online()) == 1, "5000 requests, one re-announcement"
+
+        pressed.clear()
+        flood(broker, topics.ha_status, b"online", 100, then=topics.command("checked_in"))
+        assert pressed.wait(30)
+        clock.now += 5.0  # a few seconds later the requests since are answered, once
+        assert sub.wait_for(lambda: len(online()) == 2)
+        time.sleep(0.5)
+        assert len(online()) == 2
+        sub.close()
+    finally:
+        pub.stop()
+
+
+def test_a_flood_of_bad_commands_is_logged_as_one_line_and_a_counted_summary(
+    broker, tmp_path, caplog
+):
+    pub, clock, pressed = flooded_publisher(broker, tmp_path)
+    try:
+        with caplog.at_level(logging.WARNING, logger="pi_monitor.mqtt"):
+            flood(broker, pub.topics.command("method"), b"cry-it-out", 2000,
+                  then=pub.topics.command("checked_in"))  # fmt: skip
+            assert pressed.wait(30)
+            ignored = [r.getMessage() for r in caplog.records if "ignored" in r.getMessage()]
+            assert ignored == ["ignored MQTT command: set/method: 'cry-it-out' is not one of "
+                               "extinction, graduated, responsive, fading"]  # fmt: skip
+            clock.now += 61.0
+            assert wait_until(lambda: "1999 more like this" in caplog.text)
+        summary = caplog.records[-1].getMessage()
+        assert summary.startswith("1999 more like this in the last 61 s, the last: ignored MQTT")
+    finally:
+        pub.stop()
