@@ -108,6 +108,7 @@ class Store:
         self._checked_at = monotonic()
         self._inode = 0
         self.in_memory = False
+        self._closed = False
         self._db: sqlite3.Connection
         self._open()
 
@@ -168,11 +169,14 @@ class Store:
                 self._check_file()
 
     def close(self) -> None:
-        """A last try to write back what is only in memory, then close."""
+        """A last try to write back what is only in memory, then close (once)."""
         with self._lock:
+            if self._closed:
+                return
             if self.in_memory:
                 self._write_back()
             self._db.close()
+            self._closed = True
 
     # ---- the file, and what to do when it fails ----
 

@@ -99,3 +99,16 @@ def test_an_error_in_the_sql_itself_is_raised_not_taken_for_a_failing_disk(tmp_p
     with pytest.raises(sqlite3.OperationalError, match="no such table"):
         store.write("INSERT INTO nowhere VALUES (1)")
     assert not faults.active() and not store.in_memory
+
+
+def test_a_store_its_users_each_close_on_a_full_disk_closes_once_without_an_error(
+    small_disk,
+) -> None:
+    """The service closes the store after the night log did (a shutdown while the disk is full)."""
+    store = Store(small_disk.path / FILENAME, Faults())
+    store.create("CREATE TABLE IF NOT EXISTS kept (x INTEGER)")
+    small_disk.fill()
+    store.write("INSERT INTO kept VALUES (1)")
+    assert store.in_memory
+    store.close()  # the night log's
+    store.close()  # the service's: no write-back from a closed copy
