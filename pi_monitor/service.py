@@ -67,7 +67,7 @@ class Service:
         origin = clock.moment(0.0)
         today = clock.today()  # None: the age gate waits for a clock it can trust
         if today is None:
-            log.warning("%s: the age gate waits until the clock can be trusted", clock.untrusted())
+            log.info("%s: the age gate waits until the clock can be trusted", clock.untrusted())
         self.faults = Faults()
         self.store = Store.in_state_dir(settings.service.state_dir, self.faults)
         choices = Choices(self.store, settings, today)
