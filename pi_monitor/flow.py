@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 CLOCK_FAULT = "clock"  # the flow's own part in `Faults`: a method held back for a sane clock
 CLOCK_CHECK_S = 10.0  # how often an untrusted clock is looked at again (flow time)
+REFUSALS_EVERY_S = 60.0  # one refused command repeated is sent as `command_refused` this often
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,7 @@ class Flow:
         self._active: dict[str, Fault] = {}
         self._problem = ""
         self._unapplied = RepeatedWarning(log, monotonic=edges.monotonic)
+        self._refused: dict[tuple[str, str], float] = {}  # (command, why) -> flow time sent
         self._clock_trusted = coach is None or self.clock.today() is not None
         self._clock_checked_t = -CLOCK_CHECK_S
         self.state = self._initial_state()
@@ -299,12 +301,23 @@ class Flow:
             out = self.coach.handle(command)
         except Refused as e:
             self._unapplied.warn("command %s refused: %s", command.type, e)
-            self._emit([CommandRefused(t=t, command=command.type, detail=str(e))])
+            if self._refusal_is_news(command.type, str(e), t):
+                self._emit([CommandRefused(t=t, command=command.type, detail=str(e))])
             return
         log.info("command %s", json.dumps(command.to_dict(), default=str, separators=(",", ":")))
         self._choose(command)
         self._emit(out)
         self.state = self._coached(self.state)
+
+    def _refusal_is_news(self, command: str, detail: str, t: float) -> bool:
+        """A refusal not sent in the last minute: a flood of one refused command (an automation
+        gone wrong) is one `command_refused`, not thousands queued ahead of a cry."""
+        recent = {k: at for k, at in self._refused.items() if t - at < REFUSALS_EVERY_S}
+        self._refused = recent
+        if (command, detail) in recent:
+            return False
+        recent[(command, detail)] = t
+        return True
 
     def _choose(self, command: Command) -> None:
         """A choice made in HA becomes the effective setting (kept, when the flow keeps them)."""

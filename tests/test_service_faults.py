@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import sqlite3
 from dataclasses import replace
 from pathlib import Path
@@ -486,3 +487,37 @@ def test_the_mqtt_thread_survives_any_exception_logs_it_and_starts_over_with_bac
         assert not publisher.faults.active()
     finally:
         publisher.stop()
+
+
+# ---- item 11: a flood of one refused command ----
+
+
+def test_a_flood_of_one_refused_command_is_one_event_and_one_warning_a_minute(
+    tmp_path: Path, test_model: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = make_settings(tmp_path, test_model)  # no birth date: graduated is refused
+    recorder = Recorder()
+    service = Service(
+        settings,
+        CryClassifier(test_model, 1),
+        backend=FakeBackend(streams=[(audio((90.0, QUIET)), False)]),
+        sinks=[recorder],
+        edges=FakeTime().edges(),
+    )
+    refused = lambda: [e for e in recorder.lines if e["type"] == "command_refused"]  # noqa: E731
+    try:
+        run_until(service, lambda: service.flow.now >= 1.0)
+        with caplog.at_level(logging.INFO):
+            for _ in range(1000):  # an automation gone wrong
+                service.on_command(commands.SetMethod(method="graduated"))
+            run_until(service, lambda: service.flow.now >= 2.0)
+        assert len(refused()) == 1, "one event, not a thousand queued ahead of a cry"
+        lines = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+        assert len(lines) == 2, "the warning and the event's line, not 2000 lines"
+
+        run_until(service, lambda: service.flow.now >= 63.0)
+        service.on_command(commands.SetMethod(method="graduated"))
+        run_until(service, lambda: service.flow.now >= 64.0)
+        assert len(refused()) == 2, "a minute later it is said again"
+    finally:
+        service.shutdown()
