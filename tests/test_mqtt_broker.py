@@ -253,6 +253,26 @@ def test_malformed_commands_are_ignored_and_leave_state_as_it_was(broker, publis
     publish_raw(broker, topics.command("method"), b"", retain=True)
 
 
+def test_a_retained_command_is_ignored_when_kept_from_before_and_applied_when_sent_live(
+    broker, publisher_factory
+):
+    """What the README says of retained commands: the broker's kept copy is ignored at
+    subscription; one published with retain while the monitor listens arrives live."""
+    topics = Topics.from_settings(settings_for(broker))
+    publish_raw(broker, topics.command("method"), b"extinction", retain=True)
+    received: list[Command] = []
+    pub = publisher_factory(broker, on_command=received.append)
+    pub.start()
+    try:
+        assert pub.wait_connected(10)
+        publish_raw(broker, topics.command("checked_in"), b"PRESS", retain=True)
+        assert wait_until(lambda: bool(received))
+        assert received == [CheckedIn()], "the kept method ignored, the live press applied"
+    finally:
+        for name in ("method", "checked_in"):
+            publish_raw(broker, topics.command(name), b"", retain=True)
+
+
 def test_full_outbox_drops_oldest_and_delivers_the_rest_in_order(broker, publisher_factory):
     topics = Topics.from_settings(settings_for(broker))
     sub = Subscriber(broker, [topics.event], durable=True)
