@@ -183,20 +183,21 @@ def test_audio_lost_ends_the_open_bout_there_and_nothing_settles_until_audio_is_
     assert (status.episode, status.crying, status.cry_s) == (1, False, 100.0)
 
 
+def settled_after_outage(lost_t: float, heard_t: float, until: float) -> Settled:
+    """The one `settled` of a waking whose cry the microphone lost at `lost_t` until `heard_t`."""
+    items = [bout(0.0, 999.0)[0], AudioLost(t=lost_t), AudioHeard(t=heard_t)]
+    (settled,) = of_type(run(coach_for(method="extinction"), items, until=until), Settled)
+    return settled
+
+
 def test_audio_back_within_the_settle_time_goes_on_and_settles_on_quiet_heard_since():
-    coach = coach_for(method="extinction")
-    items = [bout(0.0, 999.0)[0], AudioLost(t=100.0), AudioHeard(t=250.0)]
-    out = run(coach, items, until=1000.0)
-    (settled,) = of_type(out, Settled)
+    settled = settled_after_outage(100.0, 250.0, until=1000.0)
     assert (settled.t, settled.cry_s, settled.episode_s) == (550.0, 100.0, 100.0)
     assert settled.interrupted is None and "interrupted" not in settled.to_dict()
 
 
 def test_audio_back_after_more_than_the_settle_time_ends_the_waking_as_interrupted():
-    coach = coach_for(method="extinction")
-    items = [bout(0.0, 999.0)[0], AudioLost(t=100.0), AudioHeard(t=500.0)]
-    out = run(coach, items, until=600.0)
-    (settled,) = of_type(out, Settled)
+    settled = settled_after_outage(100.0, 500.0, until=600.0)
     assert (settled.t, settled.episode, settled.cry_s) == (500.0, 1, 100.0)
     assert settled.interrupted and "400 s" in settled.detail and "not known" in settled.detail
     assert settled.to_dict()["interrupted"] is True

@@ -424,16 +424,28 @@ def outage_service(tmp_path: Path, model: Path, outage_s: float) -> tuple:
     return service, recorder
 
 
+def settled_in(recorder: Recorder) -> list[dict]:
+    return [e for e in recorder.lines if e["type"] == "settled"]
+
+
+def outage(service: Service) -> tuple[float, float]:
+    """Flow times when the microphone was lost and when its audio came back."""
+    run_until(service, lambda: service.flow.pipeline is not None)
+    run_until(service, lambda: service.flow.pipeline is None)
+    lost_at = service.flow.now
+    run_until(service, lambda: service.flow.pipeline is not None)
+    return lost_at, service.flow.now
+
+
 def test_a_waking_cut_off_by_a_dead_microphone_ends_as_interrupted_when_audio_returns(
     tmp_path: Path, test_model: Path
 ) -> None:
     service, recorder = outage_service(tmp_path, test_model, outage_s=90.0)
-    lines = recorder.lines
     try:
         run_until(service, lambda: service.flow.pipeline is None and service.flow.now > 60.0)
-        assert [e["type"] for e in lines if e["type"] == "settled"] == [], "nothing heard"
-        run_until(service, lambda: any(e["type"] == "settled" for e in lines))
-        (settled,) = [e for e in lines if e["type"] == "settled"]
+        assert settled_in(recorder) == [], "nothing heard"
+        run_until(service, lambda: bool(settled_in(recorder)))
+        (settled,) = settled_in(recorder)
         assert settled["interrupted"] is True and "not known" in settled["detail"]
         assert service.flow.pipeline is not None, "said when audio returned"
     finally:
@@ -444,15 +456,10 @@ def test_a_waking_goes_on_after_a_short_outage_and_settles_on_quiet_heard_since(
     tmp_path: Path, test_model: Path
 ) -> None:
     service, recorder = outage_service(tmp_path, test_model, outage_s=10.0)
-    lines = recorder.lines
     try:
-        run_until(service, lambda: service.flow.pipeline is not None)
-        run_until(service, lambda: service.flow.pipeline is None)
-        lost_at = service.flow.now
-        run_until(service, lambda: service.flow.pipeline is not None)
-        back_at = service.flow.now
-        run_until(service, lambda: any(e["type"] == "settled" for e in lines), max_steps=20000)
-        (settled,) = [e for e in lines if e["type"] == "settled"]
+        lost_at, back_at = outage(service)
+        run_until(service, lambda: bool(settled_in(recorder)), max_steps=20000)
+        (settled,) = settled_in(recorder)
         assert "interrupted" not in settled and settled["episode"] == 1
         assert back_at - lost_at >= 10.0
         assert settled["t"] >= back_at + 30.0 - 0.2, "30 s of quiet heard after the outage"
