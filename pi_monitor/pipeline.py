@@ -15,7 +15,7 @@ from pi_monitor.classifier import CryClassifier
 from pi_monitor.config import DetectorSettings
 from pi_monitor.detector import CryDetector, DetectorParams
 from pi_monitor.events import Event, Score
-from pi_monitor.features import FeatureExtractor, strided_frames
+from pi_monitor.features import FeatureExtractor
 
 
 class Pipeline:
@@ -53,12 +53,10 @@ class Pipeline:
         frames = self.features.process(np.concatenate(self._waiting))
         self._waiting.clear()
         self._frames = np.concatenate((self._frames, frames))
-        # Every complete window from the next one on, as one view of the frame buffer.
-        n_mels = self._frames.shape[1]
-        ahead = self._frames[self._next_window - self._frames_start :].ravel()
-        windows = strided_frames(ahead, size * n_mels, hop * n_mels).reshape(-1, size, n_mels)
-        scores, logits = self.classifier.predict(windows)
-        starts = range(self._next_window, self._next_window + hop * len(windows), hop)
+        # Every complete window from the next one on, in one run of frames.
+        ahead = self._frames[self._next_window - self._frames_start :]
+        scores, logits = self.classifier.predict(ahead)
+        starts = range(self._next_window, self._next_window + hop * len(scores), hop)
         self._next_window = starts.stop
         # a hop longer than a window skips frames
         keep_from = min(self._next_window, self._frames_start + len(self._frames))
