@@ -7,6 +7,7 @@ evaluate  replays the split's test clips through the service pipeline and prints
           --teachers adds the rows "YAMNet class 20 as it is", mn04's, and the teacher ensemble
 loso      train + evaluate (with the teacher rows) every leave-one-source-out fold
 tables    the model card's Markdown tables from evaluation reports (JSON)
+teachers  what the AudioSet teachers (YAMNet, mn04) hear in audio files, over time
 """
 
 from __future__ import annotations
@@ -220,7 +221,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("models/cry.onnx"))
     p = sub.add_parser("tables")
     p.add_argument("reports", type=Path, nargs="+", help="JSON written by evaluate --report")
+    p = sub.add_parser("teachers")
+    p.add_argument("--teachers", type=Path, help="teacher folder (default ../shared/teachers)")
+    p.add_argument("files", type=Path, nargs="+", help="audio files (any rate, mixed to mono)")
     args = parser.parse_args(argv)
+
+    if args.command == "teachers":
+        from pi_monitor.training.teachers import DEFAULT_TEACHERS, listen
+
+        return listen(args.files, args.teachers or DEFAULT_TEACHERS)
 
     if args.command == "tables":
         from pi_monitor.training.evaluate import card_tables
