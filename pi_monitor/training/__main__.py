@@ -22,6 +22,7 @@ from pi_monitor.config import ConfigError, DetectorSettings, load_settings
 from pi_monitor.training.corpus import (
     DEFAULT_CACHE,
     DEFAULT_CORPUS,
+    DEFAULT_TEACHERS,
     SAMPLE_RATE,
     AudioCache,
     Clip,
@@ -42,10 +43,6 @@ TRAIN_EXAMPLES = 200_000
 VAL_SHARE = 12  # the validation pool is a twelfth of the training pool's size
 
 
-def _default_teachers() -> Path:
-    return DEFAULT_CORPUS.parent / "teachers"
-
-
 def _split(args: argparse.Namespace, clips: list[Clip]) -> Split:
     if args.cry_source or args.family:
         if not (args.cry_source and args.family):
@@ -63,7 +60,7 @@ def _run_name(split: Split) -> str:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="cry-data folder")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="decoded audio, pools, runs")
-    p.add_argument("--teachers", type=Path, default=_default_teachers(), help="teachers folder")
+    p.add_argument("--teachers", type=Path, default=DEFAULT_TEACHERS, help="teachers folder")
     p.add_argument(
         "--no-transfer", action="store_true", help="cry-data only, no Debian transfer audio"
     )
@@ -222,15 +219,14 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("tables")
     p.add_argument("reports", type=Path, nargs="+", help="JSON written by evaluate --report")
     p = sub.add_parser("teachers")
-    p.add_argument("--teachers", type=Path, help="teacher folder (default ../shared/teachers)")
+    p.add_argument("--teachers", type=Path, default=DEFAULT_TEACHERS, help="teachers folder")
     p.add_argument("files", type=Path, nargs="+", help="audio files (any rate, mixed to mono)")
     args = parser.parse_args(argv)
 
     if args.command == "teachers":
-        from pi_monitor.training.teachers import DEFAULT_TEACHERS, listen
+        from pi_monitor.training.teachers import listen
 
-        return listen(args.files, args.teachers or DEFAULT_TEACHERS)
-
+        return listen(args.files, args.teachers)
     if args.command == "tables":
         from pi_monitor.training.evaluate import card_tables
 

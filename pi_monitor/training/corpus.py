@@ -20,7 +20,9 @@ import numpy as np
 import scipy.signal
 import soundfile
 
-DEFAULT_CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "cry-data"
+SHARED = Path(__file__).resolve().parents[2].parent / "shared"  # beside the project root
+DEFAULT_CORPUS = SHARED / "cry-data"
+DEFAULT_TEACHERS = SHARED / "teachers"  # read at training and evaluation time, never shipped
 DEFAULT_CACHE = Path(os.environ.get("PI_MONITOR_CACHE", Path.home() / ".cache" / "pi-monitor"))
 SAMPLE_RATE = 16000  # the corpus's own rate, the teachers' and the model's
 
