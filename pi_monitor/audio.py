@@ -7,6 +7,7 @@ hour-long night costs no more memory than a minute.
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +20,17 @@ import numpy as np
 from pi_monitor.features import strided_frames
 
 AUDIO_SUFFIXES = (".wav", ".wave", ".flac", ".ogg")
+# What a header may claim before it is called corrupt: 768 kHz is the highest rate interfaces
+# record at; 256 channels is more than any microphone array. Beyond these a header only costs
+# memory (a 65,535-channel frame is 512 kB).
+MIN_RATE, MAX_RATE = 1000, 768_000
+MAX_CHANNELS = 256
+# The resampler's filter has 20 * max(up, down) + 1 taps: 1,000,003 Hz to 8 kHz would need 20
+# million (GBs with its phase table). 2**20 taps (8 MB) covers every pair of common rates.
+MAX_FILTER_TAPS = 1 << 20
+READ_MAX_BYTES = 1 << 22  # one read of a file, whatever --block-frames or the frame size
+FMT_BYTES_USED = 26  # the part of a 'fmt ' chunk the reader needs (extensible: its sub-format)
+OGG_PAGE_MAX_BYTES = 27 + 255 + 255 * 255  # header, segment table, body
 
 
 class AudioFileError(Exception):
@@ -51,7 +63,19 @@ class Resampler:
     numpy only: importing scipy.signal costs a Pi seconds and tens of MB.
     """
 
+    @staticmethod
+    def check(orig_rate: int, target_rate: int) -> None:
+        """ValueError if the filter from `orig_rate` to `target_rate` would be too large."""
+        g = gcd(orig_rate, target_rate)
+        taps = 20 * max(orig_rate, target_rate) // g + 1
+        if taps > MAX_FILTER_TAPS:
+            raise ValueError(
+                f"resampling {orig_rate} Hz to {target_rate} Hz needs a {taps:,}-tap filter "
+                f"(at most {MAX_FILTER_TAPS:,}); use a common rate such as 48000 or 16000 Hz"
+            )
+
     def __init__(self, orig_rate: int, target_rate: int) -> None:
+        self.check(orig_rate, target_rate)
         g = gcd(orig_rate, target_rate)
         self.up, self.down = target_rate // g, orig_rate // g
         self.passthrough = self.up == self.down
@@ -138,7 +162,8 @@ def read_wav_header(f: BinaryIO, name: str) -> WavFormat:
             )
         cid, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
         if cid == b"fmt ":
-            body = f.read(size + (size & 1))
+            body = f.read(min(size, FMT_BYTES_USED))  # a huge size must not become a huge read
+            f.seek(size - len(body) + (size & 1), 1)
             if len(body) < 16:
                 raise AudioFileError(f"{name}: truncated WAV header ('fmt ' chunk cut short)")
             tag, channels, rate, _, _, bits = struct.unpack("<HHIIHH", body[:16])
@@ -163,15 +188,28 @@ def _check_format(
             f"{name}: unsupported WAV encoding (format {tag}, {bits} bit); "
             "use PCM 8/16/24/32-bit or float 32/64-bit"
         )
-    if channels < 1 or rate < 1000:
-        raise AudioFileError(f"{name}: implausible WAV header ({channels} channels, {rate} Hz)")
+    check_layout(name, channels, rate)
     return WavFormat(channels, rate, bits, tag == 3, offset, size)
 
 
+def check_layout(name: str, channels: int, rate: int) -> None:
+    """Refuse channel counts and rates no recording has: they come from corrupt headers."""
+    if not (1 <= channels <= MAX_CHANNELS and MIN_RATE <= rate <= MAX_RATE):
+        raise AudioFileError(
+            f"{name}: implausible header ({channels} channels, {rate} Hz; allowed 1 to "
+            f"{MAX_CHANNELS} channels at {MIN_RATE} to {MAX_RATE} Hz); the file is corrupt"
+        )
+
+
 def decode_pcm(raw: bytes, fmt: WavFormat) -> np.ndarray:
-    """Interleaved WAV bytes → mono float32 in [-1, 1] (channels averaged)."""
+    """Interleaved WAV bytes → mono float32 in [-1, 1] (channels averaged).
+
+    Float samples beyond full scale are clipped, as a microphone's converter would (a cast of
+    1e300 to float32 would make it infinite); NaN and infinities become NaN for the caller to see.
+    """
     if fmt.is_float:
-        x = np.frombuffer(raw, dtype="<f4" if fmt.bits == 32 else "<f8").astype(np.float32)
+        x = np.frombuffer(raw, dtype="<f4" if fmt.bits == 32 else "<f8")
+        x = np.where(np.isfinite(x), np.clip(x, -1.0, 1.0), np.nan).astype(np.float32)
     elif fmt.bits == 8:
         x = (np.frombuffer(raw, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
     elif fmt.bits == 24:
@@ -187,8 +225,9 @@ def decode_pcm(raw: bytes, fmt: WavFormat) -> np.ndarray:
 class FileSource:
     """A WAV (own reader) or FLAC/OGG (libsndfile) file, streamed in blocks at `sample_rate`.
 
-    A file whose data stops short of what its header promises still yields every whole sample
-    it holds; `AudioFileError` follows at the end, so nothing audible is lost.
+    A file whose data stops short (of what its header promises, of an OGG stream's end, or at a
+    sample that is not a number) still yields every whole sample before that point;
+    `AudioFileError` follows, so nothing audible is lost.
     """
 
     def __init__(self, path: str | Path, sample_rate: int, block_frames: int = 16000) -> None:
@@ -198,14 +237,30 @@ class FileSource:
         self.name = str(path)
         self.file_rate = 0
         self.duration_s = 0.0
-        self._probe()
+        self._channels = 1
+        self._is_ogg = False
+        self._floats = True  # decoded samples may be NaN or infinite (integer PCM cannot)
+        try:
+            self._probe()
+        except OSError as e:
+            raise AudioFileError(
+                f"{self.name}: cannot read ({e.strerror}); check the file and its permissions"
+            ) from None
+        try:
+            Resampler.check(self.file_rate, self.sample_rate)
+        except ValueError as e:
+            raise AudioFileError(f"{self.name}: {e}") from None
 
     def _probe(self) -> None:
         """Fail early, before any block, for files that cannot be opened at all."""
         if not self.path.exists():
             raise AudioFileError(f"{self.name}: no such file; check the path")
         if self.path.is_dir():
-            raise AudioFileError(f"{self.name}: is a directory, not an audio file")
+            raise AudioFileError(_directory_problem(self.path, self.name))
+        if not self.path.is_file():
+            raise AudioFileError(
+                f"{self.name}: not a regular file (a FIFO, socket or device); give an audio file"
+            )
         if self.path.stat().st_size == 0:
             raise AudioFileError(f"{self.name}: empty file; record or copy it again")
         if self._is_wav():
@@ -214,22 +269,42 @@ class FileSource:
             size = fmt.data_bytes or (self.path.stat().st_size - fmt.data_offset)
             self.file_rate = fmt.sample_rate
             self.duration_s = size / fmt.frame_bytes / fmt.sample_rate
+            self._floats = fmt.is_float
         else:
             info = _soundfile_info(self.path, self.name)
-            self.file_rate = info.samplerate
+            check_layout(self.name, info.channels, info.samplerate)
+            self.file_rate, self._channels = info.samplerate, info.channels
             self.duration_s = info.frames / info.samplerate
+            self._is_ogg = info.format == "OGG"
 
     def _is_wav(self) -> bool:
         with self.path.open("rb") as f:
             return f.read(4) == b"RIFF" or self.path.suffix.lower() in (".wav", ".wave")
 
     def blocks(self) -> Iterator[np.ndarray]:
-        raw_blocks = self._wav_blocks() if self._is_wav() else self._soundfile_blocks()
         resampler = Resampler(self.file_rate, self.sample_rate)
-        for block in raw_blocks:
-            out = resampler.process(block)
-            if len(out):
-                yield out
+        frames = 0  # read from the file so far
+        try:
+            for block in self._wav_blocks() if self._is_wav() else self._soundfile_blocks():
+                if self._floats and not np.isfinite(block).all():  # NaN scores: stop before
+                    first = int(np.argmax(~np.isfinite(block)))
+                    out = resampler.process(block[:first])
+                    if len(out):
+                        yield out
+                    raise AudioFileError(
+                        f"{self.name}: a sample that is not a number (NaN or infinity) at "
+                        f"{(frames + first) / self.file_rate:.2f} s (replayed up to there); "
+                        "the file is corrupt: export it again"
+                    )
+                frames += len(block)
+                out = resampler.process(block)
+                if len(out):
+                    yield out
+        except OSError as e:
+            raise AudioFileError(
+                f"{self.name}: read error after {frames / self.file_rate:.2f} s ({e.strerror}; "
+                "replayed up to there); copy the file again"
+            ) from None
         tail = resampler.flush()
         if len(tail):
             yield tail
@@ -238,7 +313,7 @@ class FileSource:
         with self.path.open("rb") as f:
             fmt = read_wav_header(f, self.name)
             remaining = fmt.data_bytes
-            chunk_bytes = self.block_frames * fmt.frame_bytes
+            chunk_bytes = _frames_per_read(self.block_frames, fmt.frame_bytes) * fmt.frame_bytes
             while remaining is None or remaining > 0:
                 want = chunk_bytes if remaining is None else min(chunk_bytes, remaining)
                 raw = f.read(want)
@@ -260,15 +335,49 @@ class FileSource:
     def _soundfile_blocks(self) -> Iterator[np.ndarray]:
         import soundfile
 
+        frames_per_read = _frames_per_read(self.block_frames, 4 * self._channels)
+        frames = 0
         try:
             with soundfile.SoundFile(str(self.path)) as f:
                 while True:
-                    block = f.read(self.block_frames, dtype="float32", always_2d=True)
+                    block = f.read(frames_per_read, dtype="float32", always_2d=True)
                     if len(block) == 0:
                         break
-                    yield block.mean(axis=1)
+                    frames += len(block)
+                    yield np.clip(block.mean(axis=1), -1.0, 1.0)  # lossy codecs overshoot
         except (RuntimeError, soundfile.LibsndfileError) as e:
             raise AudioFileError(f"{self.name}: cannot decode ({e}); re-encode it") from None
+        if self._is_ogg and not ogg_ends_cleanly(self.path):
+            raise AudioFileError(
+                f"{self.name}: truncated: the OGG stream has no end, file holds "
+                f"{frames / self.file_rate:.2f} s (replayed what is there); the recording was "
+                "cut short"
+            )
+
+
+def _frames_per_read(block_frames: int, frame_bytes: int) -> int:
+    """`block_frames`, fewer if that many frames would exceed `READ_MAX_BYTES` in one read."""
+    return max(1, min(block_frames, READ_MAX_BYTES // frame_bytes))
+
+
+def ogg_ends_cleanly(path: Path) -> bool:
+    """Whether an OGG file ends with a whole page flagged end-of-stream.
+
+    libsndfile reads a cut-short OGG without a word, up to its last whole page; only the missing
+    end-of-stream page tells that the recording goes on beyond the file.
+    """
+    with path.open("rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        f.seek(max(0, size - OGG_PAGE_MAX_BYTES))
+        tail = f.read()
+    at = tail.rfind(b"OggS")
+    while at >= 0:  # the last capture pattern whose page reaches exactly to the end of the file
+        if at + 27 <= len(tail):
+            segments = tail[at + 27 : at + 27 + tail[at + 26]]
+            if at + 27 + len(segments) + sum(segments) == len(tail):
+                return bool(tail[at + 5] & 0x04)
+        at = tail.rfind(b"OggS", 0, at)
+    return False
 
 
 def _soundfile_info(path: Path, name: str):  # -> soundfile._SoundFileInfo
@@ -283,8 +392,34 @@ def _soundfile_info(path: Path, name: str):  # -> soundfile._SoundFileInfo
 
 
 def find_audio_files(path: str | Path) -> list[Path]:
-    """A file as given, or every audio file under a directory, sorted for a stable order."""
+    """A file as given, or every audio file under a directory, sorted for a stable order.
+
+    A directory that cannot be listed, or holds no audio file, is listed itself, so that
+    replaying it reports why (`FileSource`) instead of skipping it without a word.
+    """
     path = Path(path)
-    if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
-    return [path]
+    try:
+        if not path.is_dir():
+            return [path]
+    except OSError:  # its folder cannot be searched: FileSource says so
+        return [path]
+    unlisted: list[OSError] = []
+    found = [
+        Path(folder, name)
+        for folder, _, names in os.walk(path, onerror=unlisted.append)
+        for name in names
+        if Path(name).suffix.lower() in AUDIO_SUFFIXES
+    ]
+    found += [Path(e.filename) for e in unlisted]
+    return sorted(found) if found else [path]
+
+
+def _directory_problem(path: Path, name: str) -> str:
+    try:
+        os.scandir(path).close()
+    except OSError as e:
+        return f"{name}: cannot list this directory ({e.strerror}); check its permissions"
+    return (
+        f"{name}: a directory without audio files ({', '.join(AUDIO_SUFFIXES)}) under it; "
+        "give audio files or a directory of them"
+    )

@@ -12,10 +12,10 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pi_monitor import __version__
-from pi_monitor.audio import AudioFileError
+from pi_monitor.audio import AudioFileError, find_audio_files
 from pi_monitor.classifier import CryClassifier, ModelError
 from pi_monitor.config import METHODS, ConfigError, Settings, check_checkin_age, load_settings
 
@@ -26,12 +26,16 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_FAILED, EXIT_PIPE_CLOSED = 0, 2, 1
 
 
+class OutputError(Exception):
+    """Events cannot be written (disk full, /dev/full); the message names where and the fix."""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (ConfigError, ModelError, AudioFileError) as e:
+    except (ConfigError, ModelError, AudioFileError, OutputError) as e:
         print(f"pi-monitor: error: {e}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
@@ -89,17 +93,20 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from pi_monitor.replay import jsonl_sink, replay_paths
+    from pi_monitor.replay import replay_paths
 
     settings = _settings(args)
     if args.block_frames < 1:
         raise ConfigError(f"--block-frames must be at least 1, got {args.block_frames}")
     classifier = CryClassifier(args.model or settings.model.path, settings.model.threads)
+    if args.out:
+        _refuse_input_as_output(args.out, args.paths)
     try:
         out = args.out.open("w", encoding="utf-8") if args.out else sys.stdout
     except OSError as e:
         raise ConfigError(f"{args.out}: cannot write output ({e.strerror})") from None
-    sinks = [jsonl_sink(out)]
+    output = _JsonLinesOutput(out, str(args.out) if args.out else "standard output")
+    sinks = [output.write]
     mqtt_errors: list[str] = []
     with contextlib.ExitStack() as stack:
         if args.mqtt:
@@ -116,12 +123,61 @@ def _cmd_replay(args: argparse.Namespace) -> int:
                 coach=_rehearsal_coach(args, settings),
                 start=args.start,
             )
+            output.flush()
         finally:
             if args.out:
-                out.close()
+                with contextlib.suppress(OSError):  # a failed write has been reported already
+                    out.close()
     for error in report.errors + mqtt_errors:
         print(f"pi-monitor: error: {error}", file=sys.stderr)
     return EXIT_FAILED if report.errors or mqtt_errors else EXIT_OK
+
+
+def _refuse_input_as_output(out: Path, paths: list[str]) -> None:
+    """`--out` must not be one of the recordings: opening it for writing would empty it."""
+    if not out.exists():
+        return
+    for given in paths:
+        for path in find_audio_files(given):
+            with contextlib.suppress(OSError):  # an unreadable input is reported by the replay
+                if path.is_file() and os.path.samefile(path, out):
+                    raise ConfigError(
+                        f"--out {out} is the input {path}: writing events there would destroy "
+                        "the recording; choose another output file"
+                    )
+
+
+class _JsonLinesOutput:
+    """The events as JSON Lines; a failed write (disk full, /dev/full) is one `OutputError` line
+    instead of a traceback, while a closed pipe stays `BrokenPipeError` for `main`."""
+
+    def __init__(self, out: TextIO, where: str) -> None:
+        from pi_monitor.replay import jsonl_sink
+
+        self.out, self.where = out, where
+        self._write = jsonl_sink(out)
+
+    def write(self, line: dict[str, Any]) -> None:
+        with self._failing_writes_reported():
+            self._write(line)
+
+    def flush(self) -> None:
+        with self._failing_writes_reported():
+            self.out.flush()
+
+    @contextlib.contextmanager
+    def _failing_writes_reported(self) -> Iterator[None]:
+        try:
+            yield
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            if self.out is sys.stdout:  # the interpreter's last flush must not fail again
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise OutputError(
+                f"{self.where}: cannot write the events ({e.strerror}); free some space or give "
+                "another --out"
+            ) from None
 
 
 # --- replay --mqtt ----------------------------------------------------------------------
@@ -135,8 +191,10 @@ def _replay_mqtt(settings: Settings, errors: list[str]) -> Iterator[EventSink]:
     outbox; on exit waits until the broker has every event, else adds an error line."""
     from pi_monitor.mqtt import MqttPublisher, client_id, mqtt_sink
     from pi_monitor.state import MonitorState
+    from pi_monitor.tls import mqtt_tls_context
 
     m = settings.mqtt
+    mqtt_tls_context(m)  # bad TLS files: one line now, not a traceback from paho
     replay_settings = dataclasses.replace(m, client_id=client_id(m) + "-replay")
     with tempfile.TemporaryDirectory(prefix="pi-monitor-replay-") as state_dir:
         publisher = MqttPublisher(replay_settings, Path(state_dir))
@@ -146,13 +204,14 @@ def _replay_mqtt(settings: Settings, errors: list[str]) -> Iterator[EventSink]:
             delivered = publisher.wait_connected(MQTT_DRAIN_S) and publisher.wait_drained(
                 MQTT_DRAIN_S
             )
-            left = len(publisher.outbox)
+            left, dropped = len(publisher.outbox), publisher.outbox.dropped
         finally:
             publisher.stop()
-        if not delivered:
+        if dropped or not delivered:
             errors.append(
-                f"mqtt: {left} events not delivered to {m.host}:{m.port} within "
-                f"{MQTT_DRAIN_S:.0f} s; check the broker and the [mqtt] section"
+                f"mqtt: {left + dropped} events not delivered to {m.host}:{m.port} within "
+                f"{MQTT_DRAIN_S:.0f} s ({left} still queued, {dropped} dropped from the full "
+                "queue, mqtt.queue_max_events); check the broker and the [mqtt] section"
             )
 
 
@@ -166,10 +225,21 @@ def _add_check_config(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
+    from pi_monitor.audio import Resampler
     from pi_monitor.detector import DetectorParams
+    from pi_monitor.tls import mqtt_tls_context
 
     settings = _settings(args)
     info = CryClassifier(settings.model.path, settings.model.threads).info
+    rate = settings.audio.sample_rate
+    try:
+        mqtt_tls_context(settings.mqtt)
+        if rate:
+            Resampler.check(rate, info.features.sample_rate)
+    except ConfigError as e:
+        raise ConfigError(f"{args.config}: {e}") from None
+    except ValueError as e:
+        raise ConfigError(f"{args.config}: 'audio.sample_rate' = {rate}: {e}") from None
     params = DetectorParams.for_model(settings.detector, info)
     for warning in check_checkin_age(settings.checkin, datetime.date.today()):
         print(f"{args.config}: warning: {warning}", file=sys.stderr)
@@ -251,6 +321,11 @@ def _start_time(text: str) -> datetime.datetime:
             raise argparse.ArgumentTypeError(
                 f"{text!r} is not a time; give HH:MM or an ISO-8601 date and time"
             ) from None
+    if not datetime.MINYEAR < moment.year < datetime.MAXYEAR:  # room for the audio after it
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is out of range; give a time between the years "
+            f"{datetime.MINYEAR + 1} and {datetime.MAXYEAR - 1}"
+        )
     return moment if moment.tzinfo else moment.astimezone()
 
 

@@ -11,10 +11,13 @@ import copy
 import dataclasses
 import datetime
 import math
+import os
 import re
+import stat
 import tomllib
 import types
 import typing
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,20 @@ DEFAULT_MODEL = REPO_ROOT / "models" / "cry.onnx"
 # Longest confirmation a parent may set: at 3 s the held-out test reported under a third of its
 # cries at all (71 % at 0.5 s, 45 % at 2 s); see the model card's `min_bout_s` section.
 MIN_BOUT_MAX_S = 2.0
+# The classifier's score is a calibrated probability. Below 0.5 it says "more likely not a cry",
+# so a lower on-threshold reports what the model itself rejects (at 0, silence is crying). Above
+# 0.99 the monitor goes deaf: 23 % of cry windows reach 0.99 (0.1 % of non-cry ones), 2 % reach
+# 0.999 (bench/bench_thresholds.py on the corpus), and 1.0 needs a saturated score.
+ON_THRESHOLD_RANGE = (0.5, 0.99)
+# A bout ends once no window reaches the off-threshold for merge_gap_s. Silence and white-noise
+# machines reach 0.05 in up to 76 % of windows and 0.1 in 10 %, never 0.2 in the same sample:
+# lower, a bout can run on all night in a quiet nursery (at 0 it never ends).
+OFF_THRESHOLD_MIN = 0.2
+# The level meter reads nothing below -120 dBFS (health.LEVEL_FLOOR_DBFS): a floor at or below
+# that would never call a dead microphone silent. Above -40 dBFS a quiet room counts as silent.
+SILENCE_FLOOR_RANGE_DBFS = (-110.0, -40.0)
+# A config file is a few kB; anything this large is not one (and /dev/zero must not be read).
+CONFIG_MAX_BYTES = 1 << 20
 
 
 class ConfigError(ValueError):
@@ -54,10 +71,16 @@ class ModelSettings:
 @dataclass(frozen=True)
 class DetectorSettings:
     on_threshold: float | None = setting(
-        None, "score that starts a bout; unset = the model's recommendation", min=0.0, max=1.0
+        None,
+        "score that starts a bout; unset = the model's recommendation",
+        min=ON_THRESHOLD_RANGE[0],
+        max=ON_THRESHOLD_RANGE[1],
     )
     off_threshold: float | None = setting(
-        None, "score below which a bout may end; unset = model's or 0.6 x on", min=0.0, max=1.0
+        None,
+        "score below which a bout may end; unset = model's or 0.6 x on",
+        min=OFF_THRESHOLD_MIN,
+        max=ON_THRESHOLD_RANGE[1],
     )
     min_bout_s: float = setting(
         0.5, "crying must last this long before cry_onset", min=0.0, max=MIN_BOUT_MAX_S
@@ -81,7 +104,10 @@ class AudioSettings:
         100, "blocks buffered between callback and pipeline", min=4, max=10000
     )
     silence_floor_dbfs: float = setting(
-        -90.0, "input below this level counts as silent", min=-200.0, max=0.0
+        -90.0,
+        "input below this level counts as silent",
+        min=SILENCE_FLOOR_RANGE_DBFS[0],
+        max=SILENCE_FLOOR_RANGE_DBFS[1],
     )
     silence_timeout_s: float = setting(
         60.0, "silent or stuck input for this long raises mic_silent", min=5.0, max=3600.0
@@ -99,7 +125,9 @@ class MqttSettings:
     enabled: bool = setting(False, "publish events and states to an MQTT broker")
     host: str = setting("localhost", "broker host name or address")
     port: int = setting(1883, "broker TCP port", min=1, max=65535)
-    client_id: str = setting("", "MQTT client id; empty = pi-monitor-<device_id>")
+    client_id: str = setting(
+        "", "MQTT client id (at most 256 bytes); empty = pi-monitor-<device_id>"
+    )
     username: str = setting("", "broker user name; empty = anonymous")
     password: str = setting("", "broker password")
     tls: bool = setting(False, "connect with TLS")
@@ -107,8 +135,10 @@ class MqttSettings:
     cert_file: str = setting("", "client certificate file for TLS")
     key_file: str = setting("", "client key file for TLS")
     keepalive_s: int = setting(30, "MQTT keepalive in seconds", min=5, max=3600)
-    topic_prefix: str = setting("pi_monitor", "topics are <topic_prefix>/<device_id>/...")
-    device_id: str = setting("nursery", "device id in topics and unique ids ([a-z0-9_-])")
+    topic_prefix: str = setting(
+        "pi_monitor", "topics are <topic_prefix>/<device_id>/... (at most 256 bytes)"
+    )
+    device_id: str = setting("nursery", "device id in topics and unique ids (1-64 of a-z0-9_-)")
     device_name: str = setting("Nursery monitor", "device name shown in Home Assistant")
     discovery_prefix: str = setting("homeassistant", "Home Assistant discovery prefix")
     queue_max_events: int = setting(
@@ -261,19 +291,64 @@ def load_settings(path: str | Path | None) -> Settings:
     if path is None:
         return Settings()
     path = Path(path)
+    raw = read_small_file(path, str(path), "config file", CONFIG_MAX_BYTES)
     try:
-        with path.open("rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found; give an existing TOML file") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}); "
+            "save the file as UTF-8"
+        ) from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML ({e}); fix the syntax") from None
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read config file ({e.strerror})") from None
     try:
         return settings_from_dict(data)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
+
+
+def read_small_file(path: Path, label: str, kind: str, max_bytes: int) -> bytes:
+    """The bytes of a regular file of at most `max_bytes`; ConfigError naming `label` otherwise."""
+    with _open_small_file(path, label, kind, max_bytes) as f:
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ConfigError(f"{label}: over {max_bytes} bytes: not a {kind}; give the right file")
+    return data
+
+
+def check_small_file(path: Path, label: str, kind: str, max_bytes: int) -> None:
+    """`read_small_file`'s checks without reading, for files another library opens by name."""
+    _open_small_file(path, label, kind, max_bytes).close()
+
+
+def _open_small_file(path: Path, label: str, kind: str, max_bytes: int) -> typing.BinaryIO:
+    """`path` opened for reading if it is a regular file of at most `max_bytes`.
+
+    Opened without blocking and checked before a byte is read, so a FIFO cannot hang the caller
+    and a device such as /dev/zero cannot fill its memory.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ConfigError(f"{label}: {kind} not found; check the path") from None
+    except OSError as e:
+        raise ConfigError(
+            f"{label}: cannot read the {kind} ({e.strerror}); check the file and its permissions"
+        ) from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > max_bytes:
+        os.close(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(
+                f"{label}: not a regular file (a directory, FIFO or device); give the {kind} itself"
+            )
+        raise ConfigError(
+            f"{label}: {info.st_size} bytes, over the {max_bytes} a {kind} may have; "
+            "give the right file"
+        )
+    return os.fdopen(fd, "rb")
 
 
 def settings_from_dict(data: dict[str, Any]) -> Settings:
@@ -387,18 +462,39 @@ def _check_cross_fields(settings: Settings) -> None:
     check_checkin(settings.checkin)
 
 
+# What MQTT and paho accept, with room to spare: a string field of a packet holds at most
+# 65,535 bytes (paho fails on its own thread beyond that), and the client id, device id and
+# prefixes are joined into longer topics and ids (the replay adds "-replay" to the client id).
+MQTT_STRING_MAX_BYTES = 65535
+CLIENT_ID_MAX_BYTES = 256
+DEVICE_ID_MAX_CHARS = 64
+TOPIC_PREFIX_MAX_BYTES = 256
+HOST_MAX_CHARS = 253  # the longest DNS name
+
+
 def _check_mqtt(m: MqttSettings) -> None:
-    """Topic parts must not break topics; TLS files only mean something with TLS on."""
-    if not re.fullmatch(r"[a-z0-9_-]+", m.device_id):
+    """Limits of MQTT and paho, checked here so that nothing fails later on the MQTT thread;
+    topic parts must not break topics; TLS files only mean something with TLS on."""
+    if not re.fullmatch(rf"[a-z0-9_-]{{1,{DEVICE_ID_MAX_CHARS}}}", m.device_id):
         raise ConfigError(
-            f"'mqtt.device_id' = {m.device_id!r}: use only a-z, 0-9, '_' and '-' (e.g. 'nursery')"
+            f"'mqtt.device_id' = {_shorten(m.device_id)}: use 1 to {DEVICE_ID_MAX_CHARS} of "
+            "a-z, 0-9, '_' and '-' (e.g. 'nursery')"
         )
+    if not m.host or len(m.host) > HOST_MAX_CHARS or any(c.isspace() for c in m.host):
+        raise ConfigError(
+            f"'mqtt.host' = {_shorten(m.host)}: give a host name or address of 1 to "
+            f"{HOST_MAX_CHARS} characters without spaces"
+        )
+    _check_mqtt_string("client_id", m.client_id, CLIENT_ID_MAX_BYTES)
+    _check_mqtt_string("username", m.username, MQTT_STRING_MAX_BYTES)
+    _check_mqtt_string("password", m.password, MQTT_STRING_MAX_BYTES, text=False)
     for key in ("topic_prefix", "discovery_prefix"):
         value = getattr(m, key)
-        if not value or any(c in value for c in "+#\0") or value.strip("/") != value:
+        _check_mqtt_string(key, value, TOPIC_PREFIX_MAX_BYTES)
+        if not value or any(c in value for c in "+#") or "" in value.split("/"):
             raise ConfigError(
-                f"'mqtt.{key}' = {value!r}: must be a non-empty topic without '+', '#' "
-                "or leading/trailing '/'"
+                f"'mqtt.{key}' = {_shorten(value)}: must be a non-empty topic without '+', '#', "
+                "empty levels ('//') or leading/trailing '/'"
             )
     files = [k for k in ("ca_file", "cert_file", "key_file") if getattr(m, k)]
     if files and not m.tls:
@@ -410,3 +506,24 @@ def _check_mqtt(m: MqttSettings) -> None:
             f"'mqtt.reconnect_min_s' ({m.reconnect_min_s}) must not exceed "
             f"'mqtt.reconnect_max_s' ({m.reconnect_max_s})"
         )
+
+
+def _check_mqtt_string(key: str, value: str, max_bytes: int, *, text: bool = True) -> None:
+    """An MQTT string: at most `max_bytes` of UTF-8 and, where it is `text`, no control characters
+    (brokers drop the connection for U+0000). The value is not echoed: it may be a password."""
+    size = len(value.encode())
+    if size > max_bytes:
+        raise ConfigError(
+            f"'mqtt.{key}' is {size} bytes long; allowed at most {max_bytes} bytes (UTF-8)"
+        )
+    bad = [(i, c) for i, c in enumerate(value) if unicodedata.category(c) == "Cc"]
+    if text and bad:
+        raise ConfigError(
+            f"'mqtt.{key}' has control character {bad[0][1]!r} at position {bad[0][0]}; "
+            "allowed: printable characters only"
+        )
+
+
+def _shorten(value: str, keep: int = 40) -> str:
+    """A value for an error line: a 70,000-character client id must not fill the journal."""
+    return repr(value) if len(value) <= keep else f"{value[:keep]!r}... ({len(value)} characters)"

@@ -73,7 +73,7 @@ def replay_paths(
     rate = classifier.info.features.sample_rate
     for given in paths:
         for path in find_audio_files(given):
-            name = str(path) if Path(given).is_dir() else given
+            name = given if path == Path(given) else str(path)
             try:
                 source = FileSource(path, rate, block_frames)
                 source.name = name

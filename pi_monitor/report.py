@@ -6,13 +6,18 @@ when a plot is asked for, so the service never needs it.
 
 from __future__ import annotations
 
+import os
+import pwd
 import statistics
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 from pi_monitor.checkin import QUICK_ANSWER_S
 from pi_monitor.nightlog import FILENAME, NightLog, NightLogError
+
+MAX_NIGHTS = 36_500  # a hundred years; more is a typo (and overflows SQLite's integers)
 
 
 class ReportError(RuntimeError):
@@ -176,17 +181,22 @@ def run_report(
 ) -> None:
     """What `pi-monitor report` does; ReportError for anything the user must fix."""
     path = Path(state_dir) / FILENAME
-    if not path.is_file():
+    if nights is not None and not 1 <= nights <= MAX_NIGHTS:
+        raise ReportError(f"--nights {nights}: give 1 to {MAX_NIGHTS}")
+    try:
+        found = path.is_file()
+    except PermissionError:
+        raise ReportError(_not_yours(path)) from None
+    if not found:
         raise ReportError(
             f"{path}: no night log here; the service writes it during sleep sessions "
             "(give the service's state directory with --state-dir)"
         )
-    if nights is not None and nights < 1:
-        raise ReportError(f"--nights {nights}: give 1 or more")
     try:
         log = NightLog(path)
     except NightLogError as e:
-        raise ReportError(str(e)) from None
+        usable = os.access(path, os.R_OK | os.W_OK) and os.access(path.parent, os.W_OK)
+        raise ReportError(str(e) if usable else _not_yours(path)) from None
     try:
         reports = night_reports(log, nights)
     finally:
@@ -197,3 +207,16 @@ def run_report(
     out.write(format_table(reports) + "\n")
     if plot:
         out.write(f"plot: {plot_reports(reports, plot)}\n")
+
+
+def _not_yours(path: Path) -> str:
+    """The state directory is the service's (mode 0750): say whose, and what to run instead."""
+    try:
+        owner = pwd.getpwuid(path.parent.stat().st_uid).pw_name
+    except (OSError, KeyError):
+        owner = "pi-monitor"
+    program = sys.argv[0] if Path(sys.argv[0]).name == "pi-monitor" else "pi-monitor"
+    return (
+        f"{path}: permission denied: the night log belongs to the service's user '{owner}'; "
+        f"run the report as that user: sudo -u {owner} {program} report (with your options)"
+    )

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 import scipy.signal
 import soundfile
+from odd_wav import wav_with_header
 
-from pi_monitor.audio import AudioFileError, FileSource, Resampler
+from pi_monitor.audio import AudioFileError, FileSource, Resampler, find_audio_files
 
 
 @pytest.mark.parametrize(
@@ -114,3 +117,92 @@ def test_an_hour_long_file_is_streamed_not_loaded(tmp_path) -> None:
     assert source.duration_s == pytest.approx(3600)
     largest = max(len(b) for b in source.blocks())
     assert largest <= 8000
+
+
+@pytest.mark.parametrize(
+    ("rate", "channels"), [(4294967295, 1), (1000003, 1), (800, 1), (16000, 65535), (16000, 0)]
+)
+def test_implausible_rates_and_channel_counts_are_refused_at_open(
+    tmp_path, rate: int, channels: int
+) -> None:
+    path = wav_with_header(tmp_path / "odd.wav", rate, channels, frames=4)
+    message = (
+        rf"odd\.wav: implausible header \({channels} channels, {rate} Hz; "
+        r"allowed 1 to 256 channels at 1000 to 768000 Hz\)"
+    )
+    with pytest.raises(AudioFileError, match=message):
+        FileSource(path, 8000)
+
+
+def test_a_rate_whose_filter_would_be_too_large_is_refused_with_the_fix(tmp_path) -> None:
+    """60,001 Hz to 8 kHz shares no factor: 1.2 million taps. Every common pair fits."""
+    with pytest.raises(ValueError, match=r"60001 Hz to 8000 Hz needs a 1,200,021-tap filter"):
+        Resampler(60001, 8000)
+    path = wav_with_header(tmp_path / "odd_rate.wav", 60001)
+    with pytest.raises(AudioFileError, match=r"odd_rate\.wav: resampling .* such as 48000"):
+        FileSource(path, 8000)
+    for rate in (8000, 11025, 16000, 22050, 32000, 44100, 48000, 88200, 96000, 192000, 768000):
+        Resampler(rate, 8000), Resampler(rate, 16000)
+
+
+def test_a_huge_fmt_chunk_is_skipped_not_read(tmp_path) -> None:
+    """Its declared 4 GB were once asked of the allocator in one read."""
+    path = wav_with_header(tmp_path / "big_fmt.wav", 16000, fmt_size=0xFFFFFFF0)
+    tracemalloc.start()
+    try:
+        with pytest.raises(AudioFileError, match=r"big_fmt\.wav: truncated WAV header"):
+            FileSource(path, 8000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 10_000_000
+
+
+def test_float_samples_beyond_full_scale_are_clipped_as_a_microphone_would(tmp_path) -> None:
+    tone = np.sin(2 * np.pi * 440 * np.arange(8000) / 8000)
+    for subtype, gain in (("FLOAT", 1e30), ("DOUBLE", 1e300)):
+        path = tmp_path / f"hot_{subtype}.wav"
+        soundfile.write(path, tone * gain, 8000, subtype=subtype)
+        out = _read(path)
+        assert np.isfinite(out).all() and np.abs(out).max() == 1.0
+        np.testing.assert_array_equal(np.sign(out), np.sign(tone.astype(np.float32)))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_sample_that_is_not_a_number_ends_the_file_with_its_time(tmp_path, bad: float) -> None:
+    x = np.full(16000, 0.1)
+    x[12000] = bad
+    path = tmp_path / "corrupt.wav"
+    soundfile.write(path, x, 8000, subtype="FLOAT")
+    blocks = []
+    message = r"corrupt\.wav: a sample that is not a number \(NaN or infinity\) at 1\.50 s \(repl"
+    with pytest.raises(AudioFileError, match=message):
+        for block in FileSource(path, 8000, 1000).blocks():
+            blocks.append(block)
+    assert len(np.concatenate(blocks)) == 12000 and np.isfinite(np.concatenate(blocks)).all()
+
+
+def test_a_truncated_ogg_is_replayed_as_far_as_it_goes_then_named(tmp_path) -> None:
+    """libsndfile reads a cut-short OGG without a word; only its missing last page tells."""
+    tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(8000 * 20) / 8000)
+    tone += np.random.default_rng(0).normal(0, 0.05, len(tone))
+    whole = tmp_path / "whole.ogg"
+    soundfile.write(whole, tone, 8000, format="OGG", subtype="VORBIS")
+    assert len(_read(whole)) == len(tone)
+    cut = tmp_path / "cut.ogg"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    blocks = []
+    with pytest.raises(AudioFileError, match=r"cut\.ogg: truncated: the OGG stream has no end"):
+        for block in FileSource(cut, 8000, 1000).blocks():
+            blocks.append(block)
+    assert 0 < len(np.concatenate(blocks)) < len(tone)
+
+
+def test_a_directory_with_no_audio_is_listed_so_that_it_is_reported(tmp_path) -> None:
+    empty = tmp_path / "night.wav"  # a directory, whatever its name says
+    empty.mkdir()
+    assert find_audio_files(empty) == [empty]
+    with pytest.raises(AudioFileError, match=r"night\.wav: a directory without audio files"):
+        FileSource(empty, 8000)
+    (empty / "cry.wav").write_bytes(b"")
+    assert find_audio_files(tmp_path) == [empty / "cry.wav"]

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 from fake_portaudio import DEFAULT, USB_MIC, FakeBackend, Flags, noise_blocks
 
-from pi_monitor.capture import CaptureError, MicSource, find_device, format_devices
+from pi_monitor.capture import (
+    CaptureError,
+    MicSource,
+    SoundDeviceBackend,
+    find_device,
+    format_devices,
+)
 from pi_monitor.config import AudioSettings
 
 DEVICES = [DEFAULT, USB_MIC]
@@ -85,3 +94,37 @@ def test_a_device_that_delivers_nothing_is_declared_lost() -> None:
     with pytest.raises(CaptureError, match="delivered no audio"):
         for _ in range(100):
             mic.read(0.1)
+
+
+def rss_bytes() -> int:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_retrying_a_missing_microphone_keeps_memory_flat() -> None:
+    """Through the real PortAudio: each retry re-initialises it, which used to load and unload
+    ALSA's plugin modules (libavcodec for a52) and leak ~12 kB every time."""
+    if not Path("/proc/self/statm").exists():
+        pytest.skip("needs Linux /proc to read the process's memory")
+    try:
+        backend = SoundDeviceBackend()
+    except CaptureError as e:
+        pytest.skip(str(e))
+    mic = MicSource(AudioSettings(device="no such microphone"), 16000, backend)
+
+    def retry(times: int) -> None:
+        for _ in range(times):
+            with pytest.raises(CaptureError, match=r"no input device matches|no audio input"):
+                mic.open()
+
+    retry(30)  # warm-up: allocator pools, first loads
+    if "libasound_module_" not in Path("/proc/self/maps").read_text():
+        pytest.skip("PortAudio loads no ALSA plugin module here (no libasound2-plugins)")
+    before = rss_bytes()
+    retry(300)
+    grown = rss_bytes() - before
+    assert grown < 1_000_000, f"{grown / 300:.0f} bytes per retry"  # was 3.7 MB (12.2 kB each)
+
+
+def test_a_capture_rate_too_odd_to_resample_is_a_capture_error_not_a_crash() -> None:
+    with pytest.raises(CaptureError, match=r"at 60001 Hz: resampling 60001 Hz to 16000 Hz needs"):
+        open_mic(FakeBackend(streams=[([], False)], rates=(60001,)), sample_rate=60001)

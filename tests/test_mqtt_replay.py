@@ -60,3 +60,21 @@ def test_replay_with_mqtt_and_no_broker_fails_with_one_line(
     err = capsys.readouterr().err
     assert code == 2
     assert "mqtt: 2 events not delivered to 127.0.0.1:" in err
+
+
+def test_the_drain_message_counts_events_dropped_from_a_full_queue(
+    tmp_path, test_model, capsys, monkeypatch
+):
+    monkeypatch.setattr(cli, "MQTT_DRAIN_S", 1.0)
+    config = write_config(tmp_path, "127.0.0.1", free_port())
+    config.write_text(config.read_text() + "queue_max_events = 10\n")
+    wavs = [str(FIXTURES / "cry_like_16k.wav")] * 6  # 12 events for a queue of 10
+
+    code = cli.main(
+        ["replay", "--config", str(config), "--model", str(test_model), "--mqtt", *wavs]
+    )
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "mqtt: 12 events not delivered to 127.0.0.1:" in err
+    assert "(10 still queued, 2 dropped from the full queue, mqtt.queue_max_events)" in err

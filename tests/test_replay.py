@@ -10,6 +10,8 @@ import sys
 import numpy as np
 import pytest
 import soundfile
+from cli_run import run_cli
+from odd_wav import wav_with_header
 
 from pi_monitor.classifier import CryClassifier
 from pi_monitor.cli import main
@@ -188,3 +190,141 @@ def test_a_reader_that_stops_early_gets_no_traceback(fixtures_dir) -> None:
     err = replay.stderr.read().decode()
     assert replay.wait(timeout=60) == 1
     assert "Traceback" not in err and "BrokenPipe" not in err
+
+
+def copy_fixture(fixtures_dir, path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes((fixtures_dir / "cry_like_16k.wav").read_bytes())
+    return path
+
+
+def event_files(stdout: str) -> list[str]:
+    return [json.loads(line)["file"] for line in stdout.splitlines()]
+
+
+def test_out_naming_an_input_is_refused_before_anything_is_written(
+    capsys, test_model, fixtures_dir, tmp_path
+) -> None:
+    night = copy_fixture(fixtures_dir, tmp_path / "nights" / "night.wav")
+    recording = night.read_bytes()
+    for given, out in (
+        (night, night),
+        (night.parent, night),
+        (night, tmp_path / "." / "nights" / "night.wav"),
+    ):
+        code, _, err = replay(capsys, "--model", str(test_model), "--out", str(out), str(given))
+        assert code == 2 and "writing events there would destroy the recording" in err
+        assert night.read_bytes() == recording
+
+
+def test_an_unreadable_file_is_one_line_and_the_others_are_replayed(
+    test_model, fixtures_dir, tmp_path
+) -> None:
+    first, locked, last = (
+        copy_fixture(fixtures_dir, tmp_path / n) for n in ("a.wav", "b.wav", "c.wav")
+    )
+    locked.chmod(0)
+    result = run_cli(
+        "replay", "--model", str(test_model), str(first), str(locked), str(last), unprivileged=True
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"pi-monitor: error: {locked}: cannot read (Permission denied); check the file and its "
+        "permissions"
+    ]
+    assert sorted(set(event_files(result.stdout))) == [str(first), str(last)]
+
+
+def test_an_unreadable_directory_and_a_directory_named_like_audio_are_reported(
+    test_model, fixtures_dir, tmp_path
+) -> None:
+    locked = tmp_path / "locked"
+    copy_fixture(fixtures_dir, locked / "night.wav")
+    locked.chmod(0o300)  # may enter, may not list
+    named = tmp_path / "tuesday.wav"
+    named.mkdir()
+    tree = tmp_path / "tree"
+    kept = copy_fixture(fixtures_dir, tree / "monday.wav")
+    (tree / "private").mkdir(mode=0)
+    args = [str(locked), str(named), str(tree)]
+    result = run_cli("replay", "--model", str(test_model), *args, unprivileged=True)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"pi-monitor: error: {locked}: cannot list this directory (Permission denied); check "
+        "its permissions",
+        f"pi-monitor: error: {named}: a directory without audio files (.wav, .wave, .flac, .ogg) "
+        "under it; give audio files or a directory of them",
+        f"pi-monitor: error: {tree / 'private'}: cannot list this directory (Permission denied); "
+        "check its permissions",
+    ]
+    assert set(event_files(result.stdout)) == {str(kept)}
+
+
+def test_absurd_headers_exit_2_with_one_line_each_and_bounded_memory(tmp_path) -> None:
+    """Each of these once raised MemoryError or took GBs (a 20-million-tap filter, a 4 GB read)."""
+    files = [
+        wav_with_header(tmp_path / "rate_max.wav", 4294967295),
+        wav_with_header(tmp_path / "rate_prime.wav", 1000003),
+        wav_with_header(tmp_path / "channels.wav", 16000, channels=65535, frames=4),
+        wav_with_header(tmp_path / "fmt_4gb.wav", 16000, fmt_size=0xFFFFFFF0),
+    ]
+    result = run_cli("replay", *map(str, files), memory_limit=1 << 30)
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert [line.split(":")[2].strip() for line in lines] == [str(f) for f in files]
+    assert all(line.startswith("pi-monitor: error: ") for line in lines), lines
+
+
+def test_a_huge_read_block_is_read_in_bounded_pieces(test_model, fixtures_dir) -> None:
+    path = str(fixtures_dir / "cry_like_16k.wav")
+    usual = run_cli("replay", "--model", str(test_model), path)
+    huge = run_cli("replay", "--model", str(test_model), "--block-frames", "1000000000", path,
+                   memory_limit=1 << 30)  # fmt: skip
+    assert huge.returncode == 0, huge.stderr
+    assert huge.stdout == usual.stdout and usual.stdout
+
+
+def test_scores_are_always_json_numbers(test_model, tmp_path) -> None:
+    """NaN is not JSON: hot float audio is clipped, a NaN sample is an error for its file."""
+    x = 0.2 * np.sin(2 * np.pi * 450 * np.arange(16000 * 4) / 16000)
+    hot, corrupt = tmp_path / "hot.wav", tmp_path / "corrupt.wav"
+    soundfile.write(hot, x * 1e30, 16000, subtype="FLOAT")
+    x[16000 * 3] = np.nan
+    soundfile.write(corrupt, x, 16000, subtype="FLOAT")
+    result = run_cli("replay", "--model", str(test_model), "--scores", str(hot), str(corrupt))
+
+    def no_constants(name: str) -> None:
+        raise AssertionError(f"{name} in the output")
+
+    lines = [json.loads(line, parse_constant=no_constants) for line in result.stdout.splitlines()]
+    scored = {e["file"] for e in lines if e["type"] == "score"}
+    assert scored == {str(hot), str(corrupt)}
+    assert result.returncode == 2
+    assert f"{corrupt}: a sample that is not a number (NaN or infinity) at 3.00 s" in result.stderr
+
+
+@pytest.mark.parametrize("to_stdout", [False, True])
+def test_a_full_output_is_one_line_not_a_traceback(fixtures_dir, to_stdout: bool) -> None:
+    path = str(fixtures_dir / "cry_like_16k.wav")
+    if to_stdout:
+        with open("/dev/full", "w") as full:
+            result = run_cli("replay", "--scores", path, stdout=full.fileno())
+        where = "standard output"
+    else:
+        result = run_cli("replay", "--scores", "--out", "/dev/full", path)
+        where = "/dev/full"
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"pi-monitor: error: {where}: cannot write the events (No space left on device); free "
+        "some space or give another --out"
+    ]
+
+
+def test_a_start_time_with_no_room_for_the_audio_is_refused(fixtures_dir) -> None:
+    path = str(fixtures_dir / "cry_like_16k.wav")
+    result = run_cli("replay", "--start", "9999-12-31T23:59:59", path)
+    assert result.returncode == 2
+    assert "'9999-12-31T23:59:59' is out of range; give a time between the years 2 and 9998" in (
+        result.stderr
+    )
+    assert "Traceback" not in result.stderr

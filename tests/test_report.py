@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import datetime
 import io
+import os
+import pwd
+import shutil
 import struct
 import sys
 from pathlib import Path
 
 import pytest
 from checkin_script import bout, settings
+from cli_run import run_cli
 
 from pi_monitor.checkin import CheckedIn, SessionEnd, known_at
 from pi_monitor.cli import main
 from pi_monitor.events import CheckinDue, Escalation
-from pi_monitor.nightlog import JournaledCoach, NightLog
+from pi_monitor.nightlog import FILENAME, JournaledCoach, NightLog
 from pi_monitor.report import ReportError, format_table, night_reports, run_report
 
 REPO = Path(__file__).resolve().parent.parent
@@ -144,3 +148,33 @@ def test_the_report_command_fails_with_one_line_without_a_night_log(tmp_path, ca
     assert main(["report", "--state-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("pi-monitor: error:")
+
+
+@pytest.mark.parametrize("nights", ["0", str(10**20)])
+def test_a_night_count_out_of_range_is_one_line(week_log, capsys, nights: str):
+    assert main(["report", "--state-dir", str(week_log), "--nights", nights]) == 2
+    err = capsys.readouterr().err
+    assert err == f"pi-monitor: error: --nights {nights}: give 1 to 36500\n"
+
+
+def test_the_services_own_state_directory_says_whom_to_run_the_report_as(week_log, tmp_path):
+    """StateDirectoryMode=0750: a parent's own account cannot read the service's night log."""
+    state = tmp_path / "state"
+    state.mkdir()
+    shutil.copy(week_log / FILENAME, state / FILENAME)
+    if os.geteuid() == 0:
+        os.chown(state, 65534, 65534)  # as systemd makes it: owned by the service's user
+        state.chmod(0o750)
+    else:
+        state.chmod(0)  # the same refusal for a user who cannot become another
+    try:
+        result = run_cli("report", "--state-dir", str(state), unprivileged=True)
+    finally:
+        state.chmod(0o750)
+    owner = pwd.getpwuid(state.stat().st_uid).pw_name
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [
+        f"pi-monitor: error: {state / FILENAME}: permission denied: the night log belongs to the "
+        f"service's user '{owner}'; run the report as that user: sudo -u {owner} pi-monitor "
+        "report (with your options)"
+    ]

@@ -8,6 +8,7 @@ evaluate  replays the split's test clips through the service pipeline and prints
 loso      train + evaluate (with the teacher rows) every leave-one-source-out fold
 tables    the model card's Markdown tables from evaluation reports (JSON)
 teachers  what the AudioSet teachers (YAMNet, mn04) hear in audio files, over time
+transfer  builds the transfer audio (Debian packages, rendered lullabies) into DIR/transfer
 """
 
 from __future__ import annotations
@@ -73,11 +74,14 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _clips(args: argparse.Namespace) -> list[Clip]:
+    """cry-data, and the transfer audio (built on first use, reused after)."""
     clips = read_manifest(args.corpus)
     if not args.no_transfer:
-        from pi_monitor.training.transfer import build_transfer
+        from pi_monitor.training import transfer
 
-        clips += read_manifest(build_transfer(args.cache / "transfer"))
+        folder = args.cache / "transfer"
+        transfer.build(folder, args.cache / "transfer-tools")
+        clips += read_manifest(folder)
     return clips
 
 
@@ -221,12 +225,19 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("teachers")
     p.add_argument("--teachers", type=Path, default=DEFAULT_TEACHERS, help="teachers folder")
     p.add_argument("files", type=Path, nargs="+", help="audio files (any rate, mixed to mono)")
+    p = sub.add_parser("transfer")
+    p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="builds DIR/transfer")
+    p.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
     if args.command == "teachers":
         from pi_monitor.training.teachers import listen
 
         return listen(args.files, args.teachers)
+    if args.command == "transfer":
+        from pi_monitor.training.transfer import main as transfer
+
+        return transfer(args.cache, args.seed)
     if args.command == "tables":
         from pi_monitor.training.evaluate import card_tables
 
@@ -239,11 +250,14 @@ def main(argv: list[str] | None = None) -> int:
         export(load_checkpoint(args.checkpoint), args.out)
         print(f"{args.out}: exported from {args.checkpoint}")
         return 0
+    from pi_monitor.training.debian import PackageError
+    from pi_monitor.training.lullabies import RenderError
+
     try:
         ws = Workspace(args)
         config = getattr(args, "config", None)  # evaluate and loso only
         detector = load_settings(config).detector if config else DetectorSettings()
-    except (FileNotFoundError, ConfigError) as e:
+    except (FileNotFoundError, ConfigError, PackageError, RenderError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.command == "train":

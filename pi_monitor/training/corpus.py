@@ -252,11 +252,15 @@ class AudioCache:
 def load_resampled(path: Path, sample_rate: int) -> np.ndarray:
     """Decode a file to float32 mono at `sample_rate` (polyphase resampling)."""
     audio, sr = soundfile.read(path, dtype="float32", always_2d=True)
-    audio = audio.mean(axis=1)
+    return resample(audio.mean(axis=1), sr, sample_rate)
+
+
+def resample(audio: np.ndarray, sr: int, sample_rate: int) -> np.ndarray:
+    """float32 `audio` from `sr` to `sample_rate` (polyphase, so low-passed first)."""
     if sr != sample_rate:
         g = np.gcd(sr, sample_rate)
-        audio = scipy.signal.resample_poly(audio, sample_rate // g, sr // g).astype(np.float32)
-    return audio
+        audio = scipy.signal.resample_poly(audio, sample_rate // g, sr // g)
+    return audio.astype(np.float32, copy=False)
 
 
 def _build_cache(
