@@ -9,9 +9,10 @@ import numpy as np
 
 
 def night_blocks(
-    rate: int, seconds: float, block_s: float = 1.0, seed: int = 1
+    rate: int, seconds: float, block_s: float = 1.0, seed: int = 1, cries: bool = True
 ) -> Iterator[np.ndarray]:
-    """Blocks of float32 audio; every minute has 20 s of cry-like bursts among steadier sounds."""
+    """Blocks of float32 audio; every minute has 20 s of cry-like bursts among steadier sounds
+    (none with `cries=False`: an idle nursery)."""
     rng = np.random.default_rng(seed)
     n_block = int(rate * block_s)
     total = int(rate * seconds)
@@ -22,7 +23,7 @@ def night_blocks(
         x = 0.003 * rng.standard_normal(n)
         x += 0.01 * np.sin(2 * np.pi * 50 * t)  # mains hum of a fan
         minute = t % 60
-        crying = (minute > 30) & (minute < 50) & ((minute % 1.3) < 1.0)
+        crying = cries & (minute > 30) & (minute < 50) & ((minute % 1.3) < 1.0)
         f0 = 450 + 40 * np.sin(2 * np.pi * 5 * t)
         phase = 2 * np.pi * f0 * t
         x += crying * sum(0.1 / k * np.sin(k * phase) for k in range(1, 6))

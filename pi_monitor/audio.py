@@ -1,8 +1,6 @@
-"""Audio sources: anything that yields float32 mono blocks at the model's sample rate.
+"""Audio files as a source (`source.py`), and the streaming resampler both sources use.
 
-The live microphone (`capture.py`) and files (here) share this interface, so a replay makes the
-same decisions the service would have made. Files are read in blocks, never whole, so an
-hour-long night costs no more memory than a minute.
+Files are read in blocks, never whole, so an hour-long night costs no more memory than a minute.
 """
 
 from __future__ import annotations
@@ -13,11 +11,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from math import gcd
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
 import numpy as np
 
 from pi_monitor.features import strided_frames
+from pi_monitor.source import SourceEnded, SourceError
 
 AUDIO_SUFFIXES = (".wav", ".wave", ".flac", ".ogg")
 # What a header may claim before it is called corrupt: 768 kHz is the highest rate interfaces
@@ -33,16 +32,8 @@ FMT_BYTES_USED = 26  # the part of a 'fmt ' chunk the reader needs (extensible: 
 OGG_PAGE_MAX_BYTES = 27 + 255 + 255 * 255  # header, segment table, body
 
 
-class AudioFileError(Exception):
+class AudioFileError(SourceError):
     """A file that cannot be replayed (fully); the message names the file and the fix."""
-
-
-class AudioSource(Protocol):
-    """A stream of mono float32 blocks in [-1, 1] at `sample_rate`."""
-
-    sample_rate: int
-
-    def blocks(self) -> Iterator[np.ndarray]: ...
 
 
 def lowpass_filter(up: int, down: int) -> np.ndarray:
@@ -225,19 +216,23 @@ def decode_pcm(raw: bytes, fmt: WavFormat) -> np.ndarray:
 class FileSource:
     """A WAV (own reader) or FLAC/OGG (libsndfile) file, streamed in blocks at `sample_rate`.
 
-    A file whose data stops short (of what its header promises, of an OGG stream's end, or at a
-    sample that is not a number) still yields every whole sample before that point;
-    `AudioFileError` follows, so nothing audible is lost.
+    A file that cannot be opened at all fails at once (AudioFileError). One whose data stops
+    short (of what its header promises, of an OGG stream's end, or at a sample that is not a
+    number) still yields every whole sample before that point; `AudioFileError` follows, so
+    nothing audible is lost.
     """
 
-    def __init__(self, path: str | Path, sample_rate: int, block_frames: int = 16000) -> None:
+    def __init__(
+        self, path: str | Path, sample_rate: int, block_frames: int = 16000, name: str = ""
+    ) -> None:
         self.path = Path(path)
         self.sample_rate = sample_rate
         self.block_frames = block_frames
-        self.name = str(path)
+        self.name = name or str(path)
         self.file_rate = 0
         self.duration_s = 0.0
         self._channels = 1
+        self._blocks: Iterator[np.ndarray] | None = None
         self._is_ogg = False
         self._floats = True  # decoded samples may be NaN or infinite (integer PCM cannot)
         try:
@@ -250,6 +245,21 @@ class FileSource:
             Resampler.check(self.file_rate, self.sample_rate)
         except ValueError as e:
             raise AudioFileError(f"{self.name}: {e}") from None
+
+    def open(self) -> None:
+        self._blocks = self.blocks()
+
+    def read(self, timeout: float = 0.0) -> np.ndarray:
+        """The next block (a file never keeps a reader waiting); SourceEnded after the last."""
+        if self._blocks is None:
+            raise AudioFileError(f"{self.name}: read before open")
+        try:
+            return next(self._blocks)
+        except StopIteration:
+            raise SourceEnded(self.name) from None
+
+    def close(self) -> None:
+        self._blocks = None
 
     def _probe(self) -> None:
         """Fail early, before any block, for files that cannot be opened at all."""

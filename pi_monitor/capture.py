@@ -18,12 +18,13 @@ import numpy as np
 
 from pi_monitor.audio import Resampler
 from pi_monitor.config import AudioSettings
+from pi_monitor.source import SourceError
 
 STALL_BLOCKS = 5
 MIN_STALL_S = 5.0
 
 
-class CaptureError(Exception):
+class CaptureError(SourceError):
     """The microphone cannot be opened or stopped delivering; the message says what to check."""
 
 
@@ -169,7 +170,7 @@ def format_devices(devices: list[InputDevice]) -> str:
 
 
 class MicSource:
-    """Mono float32 blocks at `sample_rate` from a sounddevice `InputStream`.
+    """Mono float32 blocks at `sample_rate` from a sounddevice `InputStream` (an `AudioSource`).
 
     `time` is audio time: samples delivered / rate, across reopens. `open` and `read` raise
     `CaptureError`; `read` returns None when no block came within its timeout.
@@ -190,6 +191,10 @@ class MicSource:
         self._resampler: Resampler | None = None
         self._channels = 1
         self._waited_s = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.device.name if self.device else (self.settings.device or "default input")
 
     @property
     def time(self) -> float:

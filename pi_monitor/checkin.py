@@ -6,7 +6,7 @@ event counts from its `emitted_t`, a command from its `t`, and `tick(t)` moves t
 them. Event times are exact (a check-in due at onset + 180 s says t = onset + 180 whatever the
 tick rate), so a replay reproduces the timing table to the second.
 
-Timing semantics (DESIGN.md "Check-in timing"):
+Timing semantics (docs/DESIGN.md "Check-in timing"):
 - A waking (episode) starts at a cry onset and ends when no crying has been heard for
   `settle_s` after the last bout ended -> `settled` at last end + settle_s, with `cry_s` (crying
   in its bouts) and `episode_s` (first onset to last end: the time it took to settle).
@@ -31,20 +31,25 @@ Timing semantics (DESIGN.md "Check-in timing"):
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import logging
 import math
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, replace
+from typing import ClassVar, Protocol
 
-from pi_monitor.config import (
-    METHODS,
-    CheckinSettings,
-    ConfigError,
-    check_checkin_age,
+from pi_monitor.commands import CheckedIn, SessionEnd, SessionStart, SetMethod
+from pi_monitor.config import CheckinSettings, check_checkin
+from pi_monitor.events import (
+    CheckinDue,
+    CryEnd,
+    CryOnset,
+    Escalation,
+    Event,
+    Reason,
+    SessionStarted,
+    Settled,
 )
-from pi_monitor.events import CheckinDue, CryEnd, CryOnset, Escalation, Event, Settled
+from pi_monitor.methods import METHODS, AgeGateError, age_gate
 
 log = logging.getLogger(__name__)
 
@@ -58,43 +63,6 @@ SAFETY_REMINDER = (
 
 
 @dataclass(frozen=True)
-class SessionStart(Event):
-    """A night's sleep session begins; `night` picks the row of the timing table."""
-
-    type: ClassVar[str] = "session_start"
-    t: float
-    night: int
-    date: datetime.date
-    method: str | None = None
-    fading_step: str | None = None
-
-
-@dataclass(frozen=True)
-class SessionEnd(Event):
-    """The session is switched off: no more check-ins; the safety cap stays on."""
-
-    type: ClassVar[str] = "session_end"
-    t: float
-
-
-@dataclass(frozen=True)
-class CheckedIn(Event):
-    """A parent went in (the `checked_in` button)."""
-
-    type: ClassVar[str] = "checked_in"
-    t: float
-
-
-@dataclass(frozen=True)
-class SetMethod(Event):
-    """The parents chose another method; it applies from the next check-in."""
-
-    type: ClassVar[str] = "set_method"
-    t: float
-    method: str
-
-
-@dataclass(frozen=True)
 class AudioLost(Event):
     """The audio stream stopped at `t` (restart, lost microphone): an open bout ends there."""
 
@@ -102,11 +70,10 @@ class AudioLost(Event):
     t: float
 
 
-Command = SessionStart | SessionEnd | CheckedIn | SetMethod | AudioLost
-Input = CryOnset | CryEnd | Command
+Input = CryOnset | CryEnd | AudioLost | SessionStart | SessionEnd | CheckedIn | SetMethod
 
 
-class CommandRefused(ValueError):
+class Refused(ValueError):
     """A parent command the coach will not apply (one line saying why); state is unchanged."""
 
 
@@ -135,6 +102,7 @@ class CoachStatus:
     night_wakings: int
     night_cry_s: float
     night_checkins: int
+    last_cry_s: float | None
 
 
 @dataclass
@@ -156,6 +124,17 @@ class _Episode:
         return self.cry_closed_s + open_s
 
 
+class Coach(Protocol):
+    """What the flow asks of a coach: the plain `CheckinCoach` (replay rehearsals) and the
+    `JournaledCoach` (the service, `journal.py`) both are one."""
+
+    def handle(self, item: Input) -> list[Event]: ...
+
+    def tick(self, t: float) -> list[Event]: ...
+
+    def status(self) -> CoachStatus: ...
+
+
 def known_at(item: Input) -> float:
     """When the coach could first know `item`: the detector's decision time, or a command's t."""
     return item.emitted_t if isinstance(item, CryOnset | CryEnd) else item.t
@@ -165,8 +144,10 @@ class CheckinCoach:
     """The check-in state machine; `handle` an input or `tick` the time, get events back."""
 
     def __init__(self, settings: CheckinSettings, today: datetime.date) -> None:
-        """Refuses (ConfigError) what the safety rules refuse, even for hand-built settings."""
-        self.warnings = check_checkin_age(settings, today)
+        """Refuses what the safety rules refuse, even for hand-built settings: ConfigError for
+        values out of range, AgeGateError for a method the baby is too young for."""
+        check_checkin(settings)
+        self.warnings = age_gate(settings.method, settings.birth_date, today)
         for w in self.warnings:
             log.warning("%s", w)
         self._settings = settings
@@ -181,6 +162,7 @@ class CheckinCoach:
         self._night_checkins = 0
         self._now = -math.inf
         self.last_answer: Answer | None = None
+        self.last_cry_s: float | None = None  # the last bout's length, session or not
 
     @property
     def now(self) -> float:
@@ -199,7 +181,7 @@ class CheckinCoach:
     def handle(self, item: Input) -> list[Event]:
         """Apply one detector event or command at the time it became known.
 
-        A refused command raises CommandRefused before anything changes, so no event is lost."""
+        A refused command raises Refused before anything changes, so no event is lost."""
         self._check(item)
         at = known_at(item)
         out = self._advance(at)
@@ -209,16 +191,16 @@ class CheckinCoach:
                 self._onset(item.t)
             case CryEnd():
                 self._close_bout(item.t)
+                self.last_cry_s = item.duration_s
             case AudioLost():
                 self._close_bout(item.t)
             case SessionStart():
-                self._start(item)
+                out.append(self._start(self.planned(item)))
             case SessionEnd():
                 self._end()
             case CheckedIn():
                 self.last_answer = self._answer(item.t)
             case SetMethod():
-                log.info("check-in method now %s", item.method)
                 self._method = item.method
             case _:
                 return out
@@ -235,10 +217,11 @@ class CheckinCoach:
             crying=bool(ep and ep.bout_t is not None),
             checkins=ep.checkins if ep else 0,
             cry_s=ep.cry_s(self._now) if ep else 0.0,
-            next_checkin_t=self._next_checkin_t(ep) if ep and in_session else None,
+            next_checkin_t=self._expected_checkin_t(ep) if ep and in_session else None,
             night_wakings=self._episodes,
             night_cry_s=self._night_cry_s + self._session_cry_s(self._now),
             night_checkins=self._night_checkins,
+            last_cry_s=self.last_cry_s,
         )
 
     def interval_s(self, k: int) -> float | None:
@@ -251,6 +234,15 @@ class CheckinCoach:
             return 0.0 if k == 0 else float(self._settings.responsive_step_s)
         return None
 
+    def planned(self, start: SessionStart) -> SessionStart:
+        """`start` with what the parent left out filled in: night 1, today, the method in effect."""
+        return replace(
+            start,
+            night=1 if start.night is None else start.night,
+            date=start.date or self._today,
+            method=start.method or self._method,
+        )
+
     def _night(self) -> int:
         return self._session.night if self._session else 1
 
@@ -258,41 +250,45 @@ class CheckinCoach:
         """Refuse a command the safety rules forbid, before the coach changes at all."""
         match item:
             case SessionStart():
-                if item.night < 1:
-                    raise CommandRefused(f"night must be 1 or more, got {item.night}")
-                self._gate(item.method or self._method, item.date)
+                if item.night is not None and item.night < 1:
+                    raise Refused(f"night must be 1 or more, got {item.night}")
+                self._gate(item.method or self._method, item.date or self._today)
             case SetMethod():
                 self._gate(item.method, self._session.date if self._session else self._today)
 
     def _gate(self, method: str, day: datetime.date) -> None:
         if method not in METHODS:
-            raise CommandRefused(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+            raise Refused(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
         try:
-            warnings = check_checkin_age(dataclasses.replace(self._settings, method=method), day)
-        except ConfigError as e:
-            raise CommandRefused(str(e)) from None
+            warnings = age_gate(method, self._settings.birth_date, day)
+        except AgeGateError as e:
+            raise Refused(str(e)) from None
         for w in warnings:
             log.warning("%s", w)
 
-    def _start(self, s: SessionStart) -> None:
+    def _start(self, s: SessionStart) -> SessionStarted:
         """Begin (or, for the same date and night, resume) a night; the reminder comes first."""
         method = s.method or self._method
-        log.warning("%s", SAFETY_REMINDER)
         self._method = method
         last, self._session = self._last_session, s
         self._last_session = s
         step = s.fading_step or self._settings.fading_step
-        log.info("session night %d (%s), method %s", s.night, s.date, method)
-        if method == "fading" and step:
-            log.info("fading step tonight: %s", step)
+        started = SessionStarted(
+            t=s.t,
+            night=self._night(),
+            method=method,
+            detail=SAFETY_REMINDER,
+            fading_step=step if method == "fading" and step else None,
+        )
         if last is not None and (last.date, last.night) == (s.date, s.night):
-            return
+            return started
         self._night_cry_s = 0.0
         self._night_checkins = 0
         self._episodes = 0
         if self._ep is not None:
             self._episodes = self._ep.number = 1
             self._ep.anchor_t = max(self._ep.anchor_t, s.t)
+        return started
 
     def _end(self) -> None:
         self._night_cry_s += self._session_cry_s(self._now)
@@ -341,6 +337,17 @@ class CheckinCoach:
         wait = self.interval_s(ep.checkins)
         return None if wait is None else ep.anchor_t + wait
 
+    def _expected_checkin_t(self, ep: _Episode) -> float | None:
+        """When the next check-in falls due if nothing else happens: while the baby cries, at the
+        end of the wait; in a pause, only a wait still running has a time (one that ran out falls
+        due when crying resumes, which nobody can know)."""
+        due = self._next_checkin_t(ep)
+        if due is None:
+            return None
+        if ep.bout_t is not None:
+            return max(due, ep.bout_t)
+        return due if due > self._now else None
+
     def _advance(self, now: float) -> list[Event]:
         out: list[Event] = []
         while (event := self._next_event(now)) is not None:
@@ -363,7 +370,7 @@ class CheckinCoach:
             minutes = self._settings.max_crying_s / 60.0
             return Escalation(
                 t=cap_t,
-                reason="max_crying_exceeded",
+                reason=Reason.MAX_CRYING_EXCEEDED,
                 detail=f"episode {ep.number}: {minutes:.3g} min of crying without settling; "
                 "go in and check on the baby now",
             )

@@ -18,6 +18,8 @@ import onnxruntime as ort
 
 from pi_monitor.features import FeatureParams
 
+# The model's metadata_props, one definition for the exporter (training/export.py) that writes
+# them and `ModelInfo.from_metadata` that reads them.
 FEATURE_KEYS = {
     "sample_rate": int,
     "n_fft": int,
@@ -30,6 +32,7 @@ FEATURE_KEYS = {
 }
 WINDOW_KEYS = {"window_frames": int, "window_hop_frames": int, "threshold": float}
 REQUIRED_KEYS = (*FEATURE_KEYS, *WINDOW_KEYS)
+OPTIONAL_KEYS = {"off_threshold": float, "description": str}
 MAX_POSITIONS = 256  # windows per onnxruntime call: bounds the memory of a long replay block
 
 
@@ -82,6 +85,14 @@ class ModelInfo:
             off_threshold=off,
             description=meta.get("description", ""),
         )
+
+    def metadata(self) -> dict[str, str]:
+        """The `metadata_props` that `from_metadata` reads back as this very info."""
+        values = {
+            **{k: getattr(self.features, k) for k in FEATURE_KEYS},
+            **{k: getattr(self, k) for k in (*WINDOW_KEYS, *OPTIONAL_KEYS)},
+        }
+        return {k: str(v) for k, v in values.items() if v not in (None, "")}
 
 
 def _parse(meta: dict[str, str], key: str, kind: type, source: str) -> int | float:

@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -17,11 +18,15 @@ from typing import TYPE_CHECKING, Any, TextIO
 from pi_monitor import __version__
 from pi_monitor.audio import AudioFileError, find_audio_files
 from pi_monitor.classifier import CryClassifier, ModelError
-from pi_monitor.config import METHODS, ConfigError, Settings, check_checkin_age, load_settings
+from pi_monitor.config import ConfigError, MqttSettings, Settings, load_settings
+from pi_monitor.detector import ThresholdError
+from pi_monitor.methods import METHODS, AgeGateError, age_gate
 
 if TYPE_CHECKING:
     from pi_monitor.checkin import CheckinCoach
-    from pi_monitor.replay import EventSink
+    from pi_monitor.commands import SessionStart
+    from pi_monitor.mqtt import MqttPublisher
+    from pi_monitor.state import MonitorState
 
 EXIT_OK, EXIT_FAILED, EXIT_PIPE_CLOSED = 0, 2, 1
 
@@ -30,12 +35,16 @@ class OutputError(Exception):
     """Events cannot be written (disk full, /dev/full); the message names where and the fix."""
 
 
+# What a user can fix (a setting, a file, the model, the output): one line on stderr, exit 2.
+USER_ERRORS = (ConfigError, ModelError, AudioFileError, AgeGateError, ThresholdError, OutputError)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (ConfigError, ModelError, AudioFileError, OutputError) as e:
+    except USER_ERRORS as e:
         print(f"pi-monitor: error: {e}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
@@ -70,7 +79,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _add_replay(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("replay", help="run the pipeline on audio files, print JSON Lines events")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="WAV/FLAC files or directories")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="WAV/FLAC files or directories")
     p.add_argument("--config", type=Path, help="TOML config (detector, model, ...)")
     p.add_argument("--model", type=Path, help="ONNX model (overrides model.path)")
     p.add_argument("--scores", action="store_true", help="also print every window's score")
@@ -82,22 +91,43 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="read files N samples at a time (results do not depend on it)",
     )
-    p.add_argument(
+    g = p.add_argument_group("try a Home Assistant automation without a baby")
+    g.add_argument(
         "--mqtt",
         action="store_true",
-        help="also publish the events to the broker in --config's [mqtt] section, as that "
-        "mqtt.device_id (use another device_id while the live service runs)",
+        help="also publish to the broker in --config's [mqtt] section, as a device of its own "
+        "('<device_name> (replay)', id <device_id>_replay), in real time unless --speed says",
+    )
+    g.add_argument(
+        "--speed",
+        type=float,
+        metavar="X",
+        help="play X times faster than real time (default with --mqtt: 1, as it would sound "
+        "live; 0: as fast as the files can be read, the default without --mqtt)",
+    )
+    g.add_argument(
+        "--remove-device",
+        action="store_true",
+        help="remove the replay device from Home Assistant (no PATH needed)",
     )
     _add_rehearsal_flags(p)
     p.set_defaults(func=_cmd_replay)
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from pi_monitor.replay import replay_paths
+    from pi_monitor.replay import RealTime, replay_paths
+    from pi_monitor.sinks import Sink
 
     settings = _settings(args)
+    if args.remove_device:
+        return _remove_replay_device(settings, args.paths)
+    if not args.paths:
+        raise ConfigError("give at least one PATH to replay (or --remove-device)")
     if args.block_frames < 1:
         raise ConfigError(f"--block-frames must be at least 1, got {args.block_frames}")
+    speed = (1.0 if args.mqtt else 0.0) if args.speed is None else args.speed
+    if not speed >= 0.0:
+        raise ConfigError(f"--speed must be 0 or more, got {args.speed}")
     classifier = CryClassifier(args.model or settings.model.path, settings.model.threads)
     if args.out:
         _refuse_input_as_output(args.out, args.paths)
@@ -105,8 +135,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         out = args.out.open("w", encoding="utf-8") if args.out else sys.stdout
     except OSError as e:
         raise ConfigError(f"{args.out}: cannot write output ({e.strerror})") from None
-    output = _JsonLinesOutput(out, str(args.out) if args.out else "standard output")
-    sinks = [output.write]
+    coach, session = _rehearsal(args, settings)
+    output = _JsonLinesOutput(out, str(args.out) if args.out else "standard output", args.scores)
+    sinks: list[Sink] = [output]
     mqtt_errors: list[str] = []
     with contextlib.ExitStack() as stack:
         if args.mqtt:
@@ -115,13 +146,14 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             report = replay_paths(
                 args.paths,
                 classifier,
-                settings.detector,
+                settings,
                 sinks,
-                scores=args.scores,
                 block_frames=args.block_frames,
                 progress=sys.stderr,
-                coach=_rehearsal_coach(args, settings),
-                start=args.start,
+                coach=coach,
+                commands=session,
+                start=args.start or (_now() if args.mqtt else None),
+                pace=(lambda source: RealTime(source, speed)) if speed else None,
             )
             output.flush()
         finally:
@@ -148,18 +180,22 @@ def _refuse_input_as_output(out: Path, paths: list[str]) -> None:
 
 
 class _JsonLinesOutput:
-    """The events as JSON Lines; a failed write (disk full, /dev/full) is one `OutputError` line
-    instead of a traceback, while a closed pipe stays `BrokenPipeError` for `main`."""
+    """The events as JSON Lines (a sink); a failed write (disk full, /dev/full) is one
+    `OutputError` line instead of a traceback, while a closed pipe stays `BrokenPipeError` for
+    `main`."""
 
-    def __init__(self, out: TextIO, where: str) -> None:
-        from pi_monitor.replay import jsonl_sink
+    def __init__(self, out: TextIO, where: str, scores: bool) -> None:
+        from pi_monitor.sinks import JsonlSink
 
         self.out, self.where = out, where
-        self._write = jsonl_sink(out)
+        self._lines = JsonlSink(out, scores)
 
-    def write(self, line: dict[str, Any]) -> None:
+    def event(self, line: dict[str, Any]) -> None:
         with self._failing_writes_reported():
-            self._write(line)
+            self._lines.event(line)
+
+    def state(self, state: MonitorState) -> None:
+        """JSON Lines carry events only."""
 
     def flush(self) -> None:
         with self._failing_writes_reported():
@@ -180,27 +216,49 @@ class _JsonLinesOutput:
             ) from None
 
 
+def _now() -> datetime.datetime:
+    return datetime.datetime.now().astimezone()
+
+
 # --- replay --mqtt ----------------------------------------------------------------------
 
 MQTT_DRAIN_S = 30.0
+# Home Assistant creates a newly discovered device's entities, and subscribes to their topics,
+# a moment after the discovery messages arrive; events sent before then would never reach the
+# event entity, so a replay waits this long after announcing its device.
+HA_SUBSCRIBE_S = 3.0
+
+
+def _replay_device(settings: Settings) -> MqttSettings:
+    """The replay's own device, beside the live service's: a replay never shows as the nursery."""
+    from pi_monitor.mqtt import client_id
+
+    m = settings.mqtt
+    return dataclasses.replace(
+        m,
+        device_id=f"{m.device_id}_replay",
+        device_name=f"{m.device_name} (replay)",
+        client_id=f"{client_id(m)}-replay",
+    )
 
 
 @contextlib.contextmanager
-def _replay_mqtt(settings: Settings, errors: list[str]) -> Iterator[EventSink]:
-    """A sink publishing to the configured broker, with its own client id and a throw-away
-    outbox; on exit waits until the broker has every event, else adds an error line."""
-    from pi_monitor.mqtt import MqttPublisher, client_id, mqtt_sink
-    from pi_monitor.state import MonitorState
+def _replay_mqtt(settings: Settings, errors: list[str]) -> Iterator[MqttPublisher]:
+    """A publisher of the replay device to the configured broker, with a throw-away outbox; it
+    gives HA time to subscribe before the first event, and on exit waits until the broker has
+    every event, else adds an error line."""
+    from pi_monitor.mqtt import MqttPublisher
     from pi_monitor.tls import mqtt_tls_context
 
     m = settings.mqtt
     mqtt_tls_context(m)  # bad TLS files: one line now, not a traceback from paho
-    replay_settings = dataclasses.replace(m, client_id=client_id(m) + "-replay")
     with tempfile.TemporaryDirectory(prefix="pi-monitor-replay-") as state_dir:
-        publisher = MqttPublisher(replay_settings, Path(state_dir))
+        publisher = MqttPublisher(_replay_device(settings), Path(state_dir))
         publisher.start()
         try:
-            yield mqtt_sink(publisher, MonitorState(method=settings.checkin.method))
+            if publisher.wait_connected(MQTT_DRAIN_S):
+                time.sleep(HA_SUBSCRIBE_S)
+            yield publisher
             delivered = publisher.wait_connected(MQTT_DRAIN_S) and publisher.wait_drained(
                 MQTT_DRAIN_S
             )
@@ -213,6 +271,21 @@ def _replay_mqtt(settings: Settings, errors: list[str]) -> Iterator[EventSink]:
                 f"{MQTT_DRAIN_S:.0f} s ({left} still queued, {dropped} dropped from the full "
                 "queue, mqtt.queue_max_events); check the broker and the [mqtt] section"
             )
+
+
+def _remove_replay_device(settings: Settings, paths: list[str]) -> int:
+    from pi_monitor.mqtt import MqttError, forget_device
+
+    if paths:
+        raise ConfigError("--remove-device replays nothing; leave out the PATHs")
+    device = _replay_device(settings)
+    try:
+        forget_device(device, MQTT_DRAIN_S)
+    except MqttError as e:
+        print(f"pi-monitor: error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"removed '{device.device_name}' ({device.device_id}) from Home Assistant")
+    return EXIT_OK
 
 
 # --- check-config -------------------------------------------------------------------------
@@ -241,7 +314,8 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise ConfigError(f"{args.config}: 'audio.sample_rate' = {rate}: {e}") from None
     params = DetectorParams.for_model(settings.detector, info)
-    for warning in check_checkin_age(settings.checkin, datetime.date.today()):
+    checkin = settings.checkin
+    for warning in age_gate(checkin.method, checkin.birth_date, datetime.date.today()):
         print(f"{args.config}: warning: {warning}", file=sys.stderr)
     print(
         f"{args.config}: OK (model {settings.model.path}, {info.features.sample_rate} Hz, "
@@ -288,7 +362,7 @@ def _cmd_devices(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-# --- sleep-training check-ins: replay rehearsal and report (check-in engineer's block) -----
+# --- sleep-training check-ins: rehearse a night in a replay, report the nights ----------
 
 
 def _add_rehearsal_flags(p: argparse.ArgumentParser) -> None:
@@ -329,27 +403,23 @@ def _start_time(text: str) -> datetime.datetime:
     return moment if moment.tzinfo else moment.astimezone()
 
 
-def _rehearsal_coach(
+def _rehearsal(
     args: argparse.Namespace, settings: Settings
-) -> Callable[[], CheckinCoach] | None:
-    """A fresh coach per file with a session from its start, or None without --method/--night."""
-    from pi_monitor.checkin import CheckinCoach, SessionStart
+) -> tuple[Callable[[], CheckinCoach] | None, list[SessionStart]]:
+    """A fresh coach per file and the session it starts at the file's start, or neither
+    without --method/--night."""
+    from pi_monitor.checkin import CheckinCoach
+    from pi_monitor.commands import SessionStart
 
     if args.method is None and args.night is None:
-        return None
+        return None, []
     night = 1 if args.night is None else args.night
     if night < 1:
         raise ConfigError(f"--night must be 1 or more, got {night}")
     checkin = dataclasses.replace(settings.checkin, method=args.method or settings.checkin.method)
     day = (args.start or datetime.datetime.now().astimezone()).date()
     CheckinCoach(checkin, day)  # the age gate, once, before any audio is read
-
-    def make() -> CheckinCoach:
-        coach = CheckinCoach(checkin, day)
-        coach.handle(SessionStart(t=0.0, night=night, date=day))
-        return coach
-
-    return make
+    return lambda: CheckinCoach(checkin, day), [SessionStart(t=0.0, night=night, date=day)]
 
 
 def _add_report(sub: argparse._SubParsersAction) -> None:

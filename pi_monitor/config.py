@@ -6,7 +6,6 @@ validator serves every section and every error names the key (`mqtt.port`) and t
 
 from __future__ import annotations
 
-import calendar
 import copy
 import dataclasses
 import datetime
@@ -22,11 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pi_monitor.methods import MAX_CRYING_CAP_S, METHODS
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = REPO_ROOT / "models" / "cry.onnx"
 # Longest confirmation a parent may set: at 3 s the held-out test reported under a third of its
 # cries at all (71 % at 0.5 s, 45 % at 2 s); see the model card's `min_bout_s` section.
 MIN_BOUT_MAX_S = 2.0
+MIN_BOUT_STEP_S = 0.25  # Home Assistant's number entity offers (and accepts) these steps only
 # The classifier's score is a calibrated probability. Below 0.5 it says "more likely not a cry",
 # so a lower on-threshold reports what the model itself rejects (at 0, silence is crying). Above
 # 0.99 the monitor goes deaf: 23 % of cry windows reach 0.99 (0.1 % of non-cry ones), 2 % reach
@@ -158,9 +160,6 @@ class MqttSettings:
     )
 
 
-MAX_CRYING_CAP_S = 3600.0
-METHODS = ("extinction", "graduated", "responsive", "fading")
-EXTINCTION_METHODS = ("extinction", "graduated")
 DEFAULT_GRADUATED_MINUTES = [
     [3, 5, 10],
     [5, 10, 12],
@@ -218,56 +217,13 @@ def check_checkin(c: CheckinSettings) -> None:
                 raise ConfigError(
                     f"'checkin.graduated_minutes' night {night}: {m!r} must be minutes in (0, 60]"
                 )
-    _birth_date(c)
-
-
-def check_checkin_age(c: CheckinSettings, today: datetime.date) -> list[str]:
-    """The age gate: refuse extinction methods under 4 months, warn until 6; returns warnings.
-
-    Called at start-up with today's date (and by the coach for each session and method change),
-    so the gate holds whatever the config says.
-    """
-    check_checkin(c)
-    if c.method not in EXTINCTION_METHODS:
-        return []
-    birth = _birth_date(c)
-    if birth is None:
-        raise ConfigError(
-            f"'checkin.birth_date' is required for method '{c.method}' (the age gate needs it); "
-            "set it as YYYY-MM-DD or choose responsive or fading"
-        )
-    if birth > today:
-        raise ConfigError(f"'checkin.birth_date' = {c.birth_date} is after today ({today})")
-    if today < add_months(birth, 4):
-        raise ConfigError(
-            f"'checkin.method' = '{c.method}' is refused for a baby under 4 months "
-            f"(born {birth}); use responsive or fading until {add_months(birth, 4)}"
-        )
-    if today < add_months(birth, 6):
-        return [
-            f"'checkin.method' = '{c.method}' for a baby under 6 months (born {birth}): "
-            "check with your health visitor or paediatrician first"
-        ]
-    return []
-
-
-def add_months(d: datetime.date, months: int) -> datetime.date:
-    """The same day `months` later, clamped to the month's end (31 Oct + 4 -> 28/29 Feb)."""
-    year, month0 = divmod(d.month - 1 + months, 12)
-    year += d.year
-    days = calendar.monthrange(year, month0 + 1)[1]
-    return datetime.date(year, month0 + 1, min(d.day, days))
-
-
-def _birth_date(c: CheckinSettings) -> datetime.date | None:
-    if not c.birth_date:
-        return None
-    try:
-        return datetime.date.fromisoformat(c.birth_date)
-    except ValueError:
-        raise ConfigError(
-            f"'checkin.birth_date' = {c.birth_date!r} is not a date; write it as YYYY-MM-DD"
-        ) from None
+    if c.birth_date:
+        try:
+            datetime.date.fromisoformat(c.birth_date)
+        except ValueError:
+            raise ConfigError(
+                f"'checkin.birth_date' = {c.birth_date!r} is not a date; write it as YYYY-MM-DD"
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -358,18 +314,14 @@ def settings_from_dict(data: dict[str, Any]) -> Settings:
     return settings
 
 
-# The keys a parent may also change from Home Assistant (select and number entities).
-CHOICES = ("checkin.method", "detector.min_bout_s")
-
-
 def choice_value(settings: Settings, key: str) -> Any:
-    """The value of one of `CHOICES` ("section.name") in `settings`."""
+    """The value of the setting `key` ("section.name") in `settings`."""
     section_name, name = key.split(".")
     return getattr(getattr(settings, section_name), name)
 
 
 def with_choice(settings: Settings, key: str, value: Any) -> Settings:
-    """`settings` with one of `CHOICES` set to `value`, checked exactly as the config file's."""
+    """`settings` with the setting `key` set to `value`, checked exactly as the config file's."""
     section_name, name = key.split(".")
     section = getattr(settings, section_name)
     hint = typing.get_type_hints(type(section))[name]

@@ -18,11 +18,15 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from pi_monitor.config import ConfigError, DetectorSettings
+from pi_monitor.config import DetectorSettings
 from pi_monitor.events import CryEnd, CryOnset, Event
 
 if TYPE_CHECKING:
     from pi_monitor.classifier import ModelInfo
+
+
+class ThresholdError(ValueError):
+    """An off-threshold above the on-threshold it resolves against; the message names the key."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,7 @@ class DetectorParams:
         if off is None:
             off = model_off if model_off is not None and model_off <= on else 0.6 * on
         if off > on:
-            raise ConfigError(
+            raise ThresholdError(
                 f"'detector.off_threshold' ({off}) must not exceed the on-threshold ({on}); "
                 "lower it or set 'detector.on_threshold'"
             )

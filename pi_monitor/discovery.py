@@ -2,7 +2,9 @@
 
 All entities hang off one HA device and read the retained `<base>/state` JSON through value
 templates, so one retained message restores every sensor after a restart. Unique ids depend on
-the configured device id only, so they stay the same across restarts and re-installs.
+the configured device id only, so they stay the same across restarts and re-installs. HA names
+each entity "<device name> <entity name>" (entity ids alike), so entity names never repeat the
+device's ("Problem", not "Monitor problem": `binary_sensor.nursery_monitor_problem`).
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from pi_monitor import __version__
-from pi_monitor.commands import CHECKIN_METHODS
-from pi_monitor.config import MIN_BOUT_MAX_S, MqttSettings
+from pi_monitor.config import MIN_BOUT_MAX_S, MIN_BOUT_STEP_S, MqttSettings
 from pi_monitor.events import EVENT_TYPES
+from pi_monitor.methods import METHODS
+from pi_monitor.state import Key
 
 ONLINE, OFFLINE = "online", "offline"
 HA_STATUS_SUFFIX = "status"
@@ -62,12 +65,18 @@ class Topics:
         return f"{self.discovery_prefix}/{component}/{device_id}/{object_id}/config"
 
 
-def _state_value(key: str) -> str:
+def _state_value(key: Key) -> str:
     return "{{ value_json." + key + " }}"
 
 
-def _state_on_off(key: str) -> str:
+def _state_on_off(key: Key) -> str:
     return "{{ 'ON' if value_json." + key + " else 'OFF' }}"
+
+
+def _state_attributes(**keys: Key) -> str:
+    """An entity's attributes: attribute name -> state key."""
+    pairs = ", ".join(f"'{name}': value_json.{key}" for name, key in keys.items())
+    return "{{ {" + pairs + "} | tojson }}"
 
 
 def discovery_configs(settings: MqttSettings) -> dict[str, dict[str, Any]]:
@@ -87,30 +96,35 @@ def discovery_configs(settings: MqttSettings) -> dict[str, dict[str, Any]]:
         (
             "binary_sensor",
             "crying",
-            {"name": "Crying", "device_class": "sound", "state_topic": topics.crying},
+            {
+                "name": "Crying",
+                "device_class": "sound",
+                "icon": "mdi:emoticon-cry-outline",
+                "state_topic": topics.crying,
+            },
         ),
         (
             "binary_sensor",
             "problem",
             {
-                "name": "Monitor problem",
+                "name": "Problem",
                 "device_class": "problem",
                 "entity_category": "diagnostic",
                 "state_topic": state,
-                "value_template": _state_on_off("problem"),
+                "value_template": _state_on_off(Key.PROBLEM),
                 "json_attributes_topic": state,
-                "json_attributes_template": "{{ {'detail': value_json.problem_detail} | tojson }}",
+                "json_attributes_template": _state_attributes(detail=Key.PROBLEM_DETAIL),
             },
         ),
-        ("sensor", "cry_duration", _duration("Current cry duration", state, "cry_s")),
-        ("sensor", "last_cry_duration", _duration("Last cry duration", state, "last_cry_s")),
+        ("sensor", "cry_duration", _duration("Current cry duration", state, Key.CRY_S)),
+        ("sensor", "last_cry_duration", _duration("Last cry duration", state, Key.LAST_CRY_S)),
         (
             "sensor",
             "cry_score",
             {
                 "name": "Cry score",
                 "state_topic": state,
-                "value_template": _state_value("score"),
+                "value_template": _state_value(Key.SCORE),
                 "state_class": "measurement",
                 "suggested_display_precision": 2,
             },
@@ -121,7 +135,7 @@ def discovery_configs(settings: MqttSettings) -> dict[str, dict[str, Any]]:
             {
                 "name": "Sound level",
                 "state_topic": state,
-                "value_template": _state_value("level_dbfs"),
+                "value_template": _state_value(Key.LEVEL_DBFS),
                 "unit_of_measurement": "dBFS",
                 "state_class": "measurement",
                 "suggested_display_precision": 1,
@@ -131,7 +145,7 @@ def discovery_configs(settings: MqttSettings) -> dict[str, dict[str, Any]]:
             "sensor",
             "tonight_crying",
             {
-                **_duration("Crying tonight", state, "tonight_cry_min"),
+                **_duration("Crying tonight", state, Key.TONIGHT_CRY_MIN),
                 "unit_of_measurement": "min",
             },
         ),
@@ -142,14 +156,14 @@ def discovery_configs(settings: MqttSettings) -> dict[str, dict[str, Any]]:
                 "name": "Next check-in",
                 "device_class": "timestamp",
                 "state_topic": state,
-                "value_template": _state_value("next_checkin"),
+                "value_template": _state_value(Key.NEXT_CHECKIN),
             },
         ),
         (
             "event",
             "events",
             {
-                "name": "Monitor event",
+                "name": "Event",
                 "state_topic": topics.event,
                 "event_types": list(EVENT_TYPES),
             },
@@ -160,26 +174,26 @@ def discovery_configs(settings: MqttSettings) -> dict[str, dict[str, Any]]:
             {
                 "name": "Check-in method",
                 "icon": "mdi:human-male-female-child",
-                "options": list(CHECKIN_METHODS),
+                "options": list(METHODS),
                 "command_topic": topics.command("method"),
                 "state_topic": state,
-                "value_template": _state_value("method"),
+                "value_template": _state_value(Key.METHOD),
             },
         ),
         (
             "number",
             "cry_confirmation",
             {
-                "name": "Cry confirmation time",
+                "name": "Cry confirmation",
                 "icon": "mdi:timer-sand",
                 "entity_category": "config",
                 "command_topic": topics.command("min_bout_s"),
                 "state_topic": state,
-                "value_template": _state_value("min_bout_s"),
+                "value_template": _state_value(Key.MIN_BOUT_S),
                 "min": 0.0,
                 "max": MIN_BOUT_MAX_S,
-                "step": 0.25,
-                "mode": "slider",
+                "step": MIN_BOUT_STEP_S,
+                "mode": "box",
                 "unit_of_measurement": "s",
             },
         ),
@@ -193,7 +207,7 @@ def discovery_configs(settings: MqttSettings) -> dict[str, dict[str, Any]]:
                 "payload_on": "ON",
                 "payload_off": "OFF",
                 "state_topic": state,
-                "value_template": _state_on_off("session"),
+                "value_template": _state_on_off(Key.SESSION),
             },
         ),
         (
@@ -221,7 +235,7 @@ def discovery_configs(settings: MqttSettings) -> dict[str, dict[str, Any]]:
     }
 
 
-def _duration(name: str, state_topic: str, key: str) -> dict[str, Any]:
+def _duration(name: str, state_topic: str, key: Key) -> dict[str, Any]:
     return {
         "name": name,
         "device_class": "duration",

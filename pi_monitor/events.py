@@ -1,4 +1,4 @@
-"""The event contract of DESIGN.md as typed dataclasses.
+"""The event contract of docs/DESIGN.md as typed dataclasses.
 
 Every stage below the audio source works in audio seconds (`t`); the service adds `wall` once,
 at the edge. `to_dict()` gives the JSON Lines / MQTT object with its `type` first.
@@ -7,6 +7,7 @@ at the edge. `to_dict()` gives the JSON Lines / MQTT object with its `type` firs
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from enum import StrEnum
 from typing import Any, ClassVar, Self
 
 TIME_FIELDS = ("t", "emitted_t", "onset_t")  # every field that is an audio time
@@ -81,6 +82,19 @@ class CheckinDue(Event):
     detail: str | None = None
 
 
+class Reason(StrEnum):
+    """Why an `Escalation` was raised.
+
+    A stalled processing loop has no reason of its own: it cannot report itself, so it stops the
+    systemd watchdog pings, systemd restarts the service, and Home Assistant sees the monitor go
+    unavailable (the MQTT last will) until it is back.
+    """
+
+    MAX_CRYING_EXCEEDED = "max_crying_exceeded"
+    MIC_LOST = "mic_lost"
+    MIC_SILENT = "mic_silent"
+
+
 @dataclass(frozen=True)
 class Escalation(Event):
     """Something a parent must look at now: long crying, a dead or silent microphone."""
@@ -102,5 +116,37 @@ class Settled(Event):
     episode_s: float
 
 
-ESCALATION_REASONS = ("max_crying_exceeded", "mic_lost", "mic_silent", "pipeline_stalled")
-EVENT_TYPES = ("cry_onset", "cry_end", "checkin_due", "escalation", "settled")
+@dataclass(frozen=True)
+class SessionStarted(Event):
+    """Tonight's sleep session began: night `night` of the plan with `method`; `detail` is the
+    reminder that comes first (feeding, nappy and comfort), so it reaches the parent too."""
+
+    type: ClassVar[str] = "session_started"
+    t: float
+    night: int
+    method: str
+    detail: str
+    fading_step: str | None = None
+
+
+@dataclass(frozen=True)
+class CommandRefused(Event):
+    """A parent's command that was not applied (e.g. a method the age gate refuses); `command`
+    is its type and `detail` says why and what to do instead."""
+
+    type: ClassVar[str] = "command_refused"
+    t: float
+    command: str
+    detail: str
+
+
+CONTRACT_EVENTS: tuple[type[Event], ...] = (
+    CryOnset,
+    CryEnd,
+    CheckinDue,
+    Escalation,
+    Settled,
+    SessionStarted,
+    CommandRefused,
+)
+EVENT_TYPES = tuple(cls.type for cls in CONTRACT_EVENTS)  # what MQTT and Home Assistant carry

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pi_monitor.events import Escalation
+from pi_monitor.events import Escalation, Reason
 
 LEVEL_FLOOR_DBFS = -120.0
 
@@ -44,22 +44,22 @@ class MicHealth:
     def on_block(self, t_start: float, t_end: float, level: float) -> list[Escalation]:
         """A captured block spanning [t_start, t_end) with sound level `level` dBFS."""
         self._down_since = None
-        self.problems.pop("mic_lost", None)
+        self.problems.pop(Reason.MIC_LOST, None)
         if level >= self.silence_floor_dbfs:
             self._silent_since = None
-            self.problems.pop("mic_silent", None)
+            self.problems.pop(Reason.MIC_SILENT, None)
             return []
         if self._silent_since is None:
             self._silent_since = t_start
         silent_s = t_end - self._silent_since
-        if silent_s < self.silence_timeout_s or "mic_silent" in self.problems:
+        if silent_s < self.silence_timeout_s or Reason.MIC_SILENT in self.problems:
             return []
         detail = (
             f"input silent or stuck (below {self.silence_floor_dbfs:g} dBFS) for {silent_s:.0f} s; "
             "check the microphone, its mute switch and gain"
         )
-        self.problems["mic_silent"] = detail
-        return [Escalation(t=t_end, reason="mic_silent", detail=detail)]
+        self.problems[Reason.MIC_SILENT] = detail
+        return [Escalation(t=t_end, reason=Reason.MIC_SILENT, detail=detail)]
 
     def on_mic_down(self, t: float, detail: str) -> None:
         """The stream failed or stopped delivering at `t`; the alarm follows via `tick`."""
@@ -70,14 +70,14 @@ class MicHealth:
 
     def tick(self, t: float) -> list[Escalation]:
         """Called at least every few seconds; raises `mic_lost` once the outage is long enough."""
-        if self._down_since is None or "mic_lost" in self.problems:
+        if self._down_since is None or Reason.MIC_LOST in self.problems:
             return []
         down_s = t - self._down_since
         if down_s < self.lost_after_s:
             return []
         detail = f"no audio for {down_s:.0f} s ({self._down_detail}); retrying"
-        self.problems["mic_lost"] = detail
-        return [Escalation(t=t, reason="mic_lost", detail=detail)]
+        self.problems[Reason.MIC_LOST] = detail
+        return [Escalation(t=t, reason=Reason.MIC_LOST, detail=detail)]
 
     @property
     def mic_down(self) -> bool:

@@ -6,8 +6,8 @@ one thread keeps event order simple: on every (re)connection paho's own unacknow
 dropped and every event still in the outbox is sent again, oldest first, so delivery is at least
 once, in order, and a repeat is recognisable by its `seq`.
 
-Wire form on `<base>/event`: the event's JSON (DESIGN.md) plus `seq` (outbox sequence number) and
-`event_type` (= `type`, the key Home Assistant's `event` entity reads).
+Wire form on `<base>/event`: the event's JSON (docs/DESIGN.md) plus `seq` (outbox sequence
+number) and `event_type` (= `type`, the key Home Assistant's `event` entity reads).
 """
 
 from __future__ import annotations
@@ -23,19 +23,22 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
+from pi_monitor.backoff import Backoff
 from pi_monitor.commands import Command, CommandError, parse_command
 from pi_monitor.config import ConfigError, MqttSettings
 from pi_monitor.discovery import OFFLINE, ONLINE, Topics, discovery_configs
 from pi_monitor.events import EVENT_TYPES
 from pi_monitor.outbox import Outbox
-from pi_monitor.state import MonitorState, apply_event, with_problem
+from pi_monitor.state import MonitorState, StatePacer
 
 log = logging.getLogger(__name__)
 
 OUTBOX_FILE = "mqtt-outbox.sqlite3"
 LOOP_TIMEOUT_S = 0.2  # how often queued events are picked up: 5 wake-ups a second on a Pi
-STATE_MIN_INTERVAL_S = 1.0
-_FAST_KEYS = ("cry_s", "score", "level_dbfs")
+
+
+class MqttError(RuntimeError):
+    """The broker could not be reached or did not take a message; the message says which."""
 
 
 def client_id(settings: MqttSettings) -> str:
@@ -43,13 +46,52 @@ def client_id(settings: MqttSettings) -> str:
     return settings.client_id or f"pi-monitor-{settings.device_id}"
 
 
-def backoff_delay(attempt: int, min_s: float, max_s: float) -> float:
-    """Seconds to wait before reconnection attempt `attempt` (0, 1, ...): doubling, capped."""
-    return min(max_s, min_s * 2.0 ** min(attempt, 30))
+def new_client(s: MqttSettings) -> paho.Client:
+    """A paho client with the configured id, credentials and TLS, not yet connected."""
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id(s))
+    if s.username:
+        client.username_pw_set(s.username, s.password or None)
+    if s.tls:
+        for key in ("ca_file", "cert_file", "key_file"):
+            value = getattr(s, key)
+            if value and not Path(value).is_file():
+                raise ConfigError(f"'mqtt.{key}' = {value!r}: file not found")
+        client.tls_set(
+            ca_certs=s.ca_file or None, certfile=s.cert_file or None, keyfile=s.key_file or None
+        )
+    return client
+
+
+def forget_device(settings: MqttSettings, timeout: float) -> None:
+    """Remove the device from Home Assistant: an empty retained message on each of its discovery
+    topics deletes that entity (and the device with its last one); its retained availability,
+    state and crying are cleared the same way, so nothing of it is left on the broker."""
+    topics = Topics.from_settings(settings)
+    cleared = [*discovery_configs(settings), topics.availability, topics.state, topics.crying]
+    client = new_client(settings)
+    try:
+        client.connect(settings.host, settings.port, settings.keepalive_s)
+    except (OSError, ValueError) as e:
+        raise MqttError(f"cannot connect to {settings.host}:{settings.port} ({e})") from None
+    client.loop_start()
+    try:
+        sent = [client.publish(topic, b"", qos=1, retain=True) for topic in cleared]
+        deadline = time.monotonic() + timeout
+        for info in sent:
+            info.wait_for_publish(max(0.0, deadline - time.monotonic()))
+        if not all(info.is_published() for info in sent):
+            raise MqttError(
+                f"the broker at {settings.host}:{settings.port} did not confirm the removal "
+                f"within {timeout:.0f} s; check the broker and the [mqtt] section"
+            )
+    finally:
+        client.disconnect()
+        client.loop_stop()
 
 
 class MqttPublisher:
-    """`start()`, then `publish_event` / `publish_state` / `set_problem` from any thread.
+    """`start()`, then `publish_event` / `publish_state` from any thread; as a sink of the flow
+    (`sinks.py`) it takes events and states through `event` and `state`.
 
     `on_command` is called on the MQTT thread with each valid command; keep it short. Invalid
     commands are logged and dropped before it.
@@ -64,16 +106,16 @@ class MqttPublisher:
         self.settings = settings
         self.topics = Topics.from_settings(settings)
         self.outbox = Outbox(Path(state_dir) / OUTBOX_FILE, settings.queue_max_events)
-        self._on_command = on_command
+        self.on_command = on_command
         self._client = self._make_client()
         self._lock = threading.Lock()
         self._state: MonitorState | None = None
-        self._state_dirty = False
-        self._sent_state: dict[str, Any] | None = None
-        self._next_state_at = 0.0
+        self._pacer = StatePacer()
+        self._offered_crying: bool | None = None
+        self._crying_changes: list[bool] = []  # each start and stop, even between two sends
         self._inflight: dict[int, int] = {}
         self._sent_upto = 0
-        self._attempt = 0
+        self._backoff = Backoff(settings.reconnect_min_s, settings.reconnect_max_s)
         self._connected = threading.Event()
         self._stopping = threading.Event()
         self._drained = threading.Condition()
@@ -81,18 +123,7 @@ class MqttPublisher:
         self.connections = 0
 
     def _make_client(self) -> paho.Client:
-        s = self.settings
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id(s))
-        if s.username:
-            client.username_pw_set(s.username, s.password or None)
-        if s.tls:
-            for key in ("ca_file", "cert_file", "key_file"):
-                value = getattr(s, key)
-                if value and not Path(value).is_file():
-                    raise ConfigError(f"'mqtt.{key}' = {value!r}: file not found")
-            client.tls_set(
-                ca_certs=s.ca_file or None, certfile=s.cert_file or None, keyfile=s.key_file or None
-            )
+        client = new_client(self.settings)
         client.will_set(self.topics.availability, OFFLINE, qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -115,17 +146,22 @@ class MqttPublisher:
         return self.outbox.put({**event, "event_type": kind})
 
     def publish_state(self, state: MonitorState) -> None:
-        """Make `state` the retained state; sent at once if crying/problem/settings changed,
-        else at most once a second (scores change every window)."""
+        """Make `state` the retained state; sent when it is news (see `state.StatePacer`)."""
         with self._lock:
             self._state = state
-            self._state_dirty = True
+            if state.crying != self._offered_crying:
+                self._offered_crying = state.crying
+                self._crying_changes.append(state.crying)
 
-    def set_problem(self, on: bool, detail: str = "") -> None:
-        """Raise or clear the diagnostic problem on the latest state."""
-        with self._lock:
-            current = self._state or MonitorState()
-        self.publish_state(with_problem(current, on, detail))
+    # ---- as one of the flow's sinks ----
+
+    def event(self, line: dict[str, Any]) -> None:
+        """The contract's events go to `<base>/event`; window scores only move the state."""
+        if line["type"] in EVENT_TYPES:
+            self.publish_event(line)
+
+    def state(self, state: MonitorState) -> None:
+        self.publish_state(state)
 
     @property
     def connected(self) -> bool:
@@ -174,10 +210,7 @@ class MqttPublisher:
         self._say_goodbye(socket_open)
 
     def _wait_to_retry(self, why: str) -> None:
-        delay = backoff_delay(
-            self._attempt, self.settings.reconnect_min_s, self.settings.reconnect_max_s
-        )
-        self._attempt += 1
+        delay = self._backoff.next_delay()
         log.warning("MQTT %s; %d events waiting; retrying in %.1f s", why, len(self.outbox), delay)
         self._stopping.wait(delay)
 
@@ -207,24 +240,23 @@ class MqttPublisher:
             self._sent_upto = seq
 
     def _maybe_send_state(self, force: bool = False) -> None:
+        """`<base>/crying` for every start and stop of crying, in order, the moment it happens
+        (`force`: just what it is now, after a reconnection); the state when it is news
+        (`state.StatePacer`) or `force`d."""
         with self._lock:
-            state, dirty = self._state, self._state_dirty
-        if state is None or not (dirty or force):
+            state, crying = self._state, self._crying_changes
+            self._crying_changes = []
+        if state is None:
             return
+        if force:
+            crying = [state.crying]
+        for on in crying:
+            self._client.publish(self.topics.crying, "ON" if on else "OFF", qos=1, retain=True)
         payload = state.to_payload()
-        urgent = (
-            force or self._sent_state is None or _slow_part(payload) != _slow_part(self._sent_state)
-        )
         now = time.monotonic()
-        if not urgent and now < self._next_state_at:
-            return
-        with self._lock:
-            self._state_dirty = self._state is not state
-        self._client.publish(self.topics.state, json.dumps(payload), qos=1, retain=True)
-        crying = "ON" if state.crying else "OFF"
-        self._client.publish(self.topics.crying, crying, qos=1, retain=True)
-        self._sent_state = payload
-        self._next_state_at = now + STATE_MIN_INTERVAL_S
+        if force or self._pacer.due(payload, now):
+            self._client.publish(self.topics.state, json.dumps(payload), qos=1, retain=True)
+            self._pacer.sent(payload, now)
 
     def _announce(self) -> None:
         """Availability, discovery and state: everything HA needs after either side restarts."""
@@ -247,7 +279,7 @@ class MqttPublisher:
         client.drop_out_messages()
         self._inflight.clear()
         self._sent_upto = 0
-        self._attempt = 0
+        self._backoff.reset()
         self.connections += 1
         client.subscribe([(self.topics.commands, 1), (self.topics.ha_status, 1)])
         self._announce()
@@ -290,28 +322,9 @@ class MqttPublisher:
             log.warning("ignored MQTT command: %s", e)
             return
         log.info("MQTT command: %s", command)
-        if self._on_command is None:
+        if self.on_command is None:
             return
         try:
-            self._on_command(command)
+            self.on_command(command)
         except Exception:
             log.exception("command handler failed for %s", command)
-
-
-def mqtt_sink(publisher: MqttPublisher, state: MonitorState) -> Callable[[dict[str, Any]], None]:
-    """An event sink (e.g. for replay): every event, scores too, is folded into the retained
-    state (starting from `state`); contract events are also queued for `<base>/event`."""
-
-    def send(event: dict[str, Any]) -> None:
-        nonlocal state
-        state = apply_event(state, event)
-        publisher.publish_state(state)
-        if event.get("type") in EVENT_TYPES:
-            publisher.publish_event(event)
-
-    return send
-
-
-def _slow_part(payload: dict[str, Any]) -> dict[str, Any]:
-    """The state without its fast-changing numbers: a change here is sent at once."""
-    return {k: v for k, v in payload.items() if k not in _FAST_KEYS}

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import TextIO
 
 from pi_monitor.checkin import QUICK_ANSWER_S
-from pi_monitor.nightlog import FILENAME, NightLog, NightLogError
+from pi_monitor.nightlog import NightLog
+from pi_monitor.store import FILENAME, Store, StoreError
 
 MAX_NIGHTS = 36_500  # a hundred years; more is a typo (and overflows SQLite's integers)
 
@@ -193,8 +194,8 @@ def run_report(
             "(give the service's state directory with --state-dir)"
         )
     try:
-        log = NightLog(path)
-    except NightLogError as e:
+        log = NightLog(Store(path))
+    except StoreError as e:
         usable = os.access(path, os.R_OK | os.W_OK) and os.access(path.parent, os.W_OK)
         raise ReportError(str(e) if usable else _not_yours(path)) from None
     try:

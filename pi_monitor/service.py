@@ -1,94 +1,39 @@
-"""`pi-monitor run`: microphone → pipeline → coach → MQTT and logs, for months unattended.
+"""`pi-monitor run`: the flow on the live microphone, for months unattended.
 
-One loop does everything in order (read a block, decide, tick the coach and the health checks,
-ping the watchdog), so a stalled loop stops the watchdog and systemd restarts the service. Below
-the loop all times are service seconds: audio time while the microphone delivers, carried on by
-the monotonic clock while it is lost; wall-clock time is added once, here, as `wall`.
+This module is wiring and edges: it assembles the flow (microphone, journaled coach, HA choices,
+log and MQTT sinks) and runs it in one loop that also pings systemd's watchdog, so a stalled loop
+stops the pings and systemd restarts the service.
 """
 
 from __future__ import annotations
 
-import datetime
-import json
 import logging
 import os
-import queue
 import signal
 import sys
 import threading
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
-from pi_monitor import checkin, commands
-from pi_monitor.capture import CaptureError, MicSource, SoundDeviceBackend
-from pi_monitor.checkin import CommandRefused
+from pi_monitor.capture import MicSource, SoundDeviceBackend
+from pi_monitor.choices import Choices
 from pi_monitor.classifier import CryClassifier
-from pi_monitor.config import (
-    CHOICES,
-    ConfigError,
-    Settings,
-    check_checkin_age,
-    choice_value,
-    with_choice,
-)
-from pi_monitor.events import CryEnd, CryOnset, Event, Score
-from pi_monitor.health import MicHealth, level_dbfs
-from pi_monitor.mqtt import MqttPublisher, backoff_delay
-from pi_monitor.nightlog import JournaledCoach, NightLog, NightLogError
+from pi_monitor.clock import WallClock
+from pi_monitor.commands import Command
+from pi_monitor.config import ConfigError, Settings
+from pi_monitor.flow import Edges, Flow
+from pi_monitor.health import MicHealth
+from pi_monitor.journal import JournaledCoach
+from pi_monitor.mqtt import MqttPublisher
+from pi_monitor.nightlog import NightLog
 from pi_monitor.notify import Notifier, WatchdogPacer
-from pi_monitor.pipeline import Pipeline
-from pi_monitor.replay import EventSink
-from pi_monitor.state import apply_command, apply_event, resumed, with_problem
+from pi_monitor.recovery import Reopen
+from pi_monitor.sinks import LogSink, Sink
+from pi_monitor.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.25  # longest the loop waits for audio before ticking the coach, health and watchdog
-RETRY_MIN_S = 0.5
 STATS_LOG_INTERVAL_S = 60.0
-
-
-class WallClock:
-    """Service time → Unix time, tracked from block arrivals.
-
-    A block arrives a little after it was captured, so the smallest `wall - t` seen is the best
-    estimate; it may creep up (audio clock slower than the system's) by `slew` s/s, and a jump
-    of more than `step_s` (NTP setting the clock of a Pi without RTC) is taken at once.
-    """
-
-    def __init__(self, slew: float = 1e-3, step_s: float = 2.0) -> None:
-        self.slew, self.step_s = slew, step_s
-        self._offset: float | None = None
-        self._t = 0.0
-
-    def observe(self, t: float, wall: float, restart: bool = False) -> None:
-        """A block ending at service time `t` arrived at `wall`; `restart`: a new stream."""
-        seen = wall - t
-        if restart or self._offset is None or abs(seen - self._offset) > self.step_s:
-            self._offset = seen
-        else:
-            self._offset = min(seen, self._offset + self.slew * max(0.0, t - self._t))
-        self._t = t
-
-    def wall(self, t: float) -> float:
-        return (self._offset or 0.0) + t
-
-    def iso(self, t: float) -> str:
-        moment = datetime.datetime.fromtimestamp(self.wall(t)).astimezone()
-        return moment.isoformat(timespec="milliseconds")
-
-
-@dataclass(frozen=True)
-class Edges:
-    """The service's contact with real time, injected so tests need not sleep through it."""
-
-    monotonic: Callable[[], float] = time.monotonic
-    wall: Callable[[], float] = time.time
-    sleep: Callable[[float], None] | None = None  # None: wait on the stop flag
 
 
 class Service:
@@ -102,238 +47,65 @@ class Service:
         backend: SoundDeviceBackend | None = None,
         publisher: MqttPublisher | None = None,
         notifier: Notifier | None = None,
-        sinks: list[EventSink] | None = None,
-        edges: Edges = Edges(),
+        sinks: Sequence[Sink] = (),
+        edges: Edges | None = None,
     ) -> None:
-        self.config = settings  # as the file says; `self.settings` adds the parent's HA choices
-        self.classifier = classifier
-        self.publisher = publisher
+        """`edges` default to the real clocks, with waits that end at once on `stop()`."""
         self.notifier = notifier or Notifier()
-        self.sinks = [*(sinks or []), self._log_event]
-        self.edges = edges
+        self.publisher = publisher
         self._stop = threading.Event()
-        self._sleep = edges.sleep or self._stop.wait
-        self.rate = classifier.info.features.sample_rate
-        self.mic = MicSource(settings.audio, self.rate, backend)
-        a = settings.audio
-        self.health = MicHealth(a.silence_floor_dbfs, a.silence_timeout_s, a.lost_after_s)
+        self.edges = edges or Edges(sleep=self._stop.wait)
         self.watchdog = WatchdogPacer(self.notifier.watchdog_s)
-        self.clock = WallClock()
-        self.commands: queue.Queue[commands.Command] = queue.Queue()
-        self.pipeline: Pipeline | None = None
-        self._offset = 0.0  # service time of the current stream's audio time 0
-        self._last_t = 0.0  # service time at the end of the last block
-        self._last_mono = edges.monotonic()
-        self._attempt = 0
-        self._next_open = self._last_mono
-        self._problem = ""
+        self.mic = MicSource(settings.audio, classifier.info.features.sample_rate, backend)
+        clock = WallClock(self.edges.wall)
+        origin = clock.moment(0.0)
+        self.store = Store.in_state_dir(settings.service.state_dir)
+        choices = Choices(self.store, settings, origin.date())
+        a = choices.settings.audio
+        health = MicHealth(a.silence_floor_dbfs, a.silence_timeout_s, a.lost_after_s)
+        all_sinks = [*sinks, LogSink(), *([publisher] if publisher else [])]
+        self.flow = Flow(
+            self.mic,
+            classifier,
+            choices.settings,
+            sinks=all_sinks,
+            coach=JournaledCoach.open(choices.settings.checkin, NightLog(self.store), origin),
+            choices=choices,
+            clock=clock,
+            recovery=Reopen(health, a.retry_max_s, self.notifier.status),
+            edges=self.edges,
+        )
+        if publisher is not None:
+            publisher.on_command = self.on_command
         self._stats_logged = (0, 0, 0)
         self._stats_at = -STATS_LOG_INTERVAL_S
-        self.clock.observe(0.0, edges.wall())
-        origin = datetime.datetime.fromtimestamp(self.clock.wall(0.0)).astimezone()
-        self.nightlog = NightLog.in_state_dir(settings.service.state_dir)
-        self.settings = self._recall_choices(origin.date())
-        self.coach = JournaledCoach.open(self.settings.checkin, self.nightlog, origin)
-        status = self.coach.status()
-        due = status.next_checkin_t
-        self.state = resumed(
-            status, None if due is None else self.clock.iso(due), self.settings.detector.min_bout_s
-        )
 
-    def _recall_choices(self, today: datetime.date) -> Settings:
-        """The config with the parent's choices from Home Assistant; editing a key in the config
-        file after a choice hands that key back to the file."""
-        settings = self.config
-        for key, (value, config_then) in self.nightlog.choices().items():
-            in_file = choice_value(self.config, key) if key in CHOICES else None
-            if in_file != config_then:
-                log.info("'%s' was edited in the config file since HA chose %r", key, value)
-                self.nightlog.forget_choice(key)
-                continue
-            try:
-                chosen = with_choice(settings, key, value)
-                check_checkin_age(chosen.checkin, today)
-            except ConfigError as e:
-                log.warning("%s: HA's choice no longer applies (%s)", self.nightlog.path, e)
-                self.nightlog.forget_choice(key)
-                continue
-            log.info("'%s' = %r as chosen in Home Assistant (config file: %r)", key, value, in_file)
-            settings = chosen
-        return settings
-
-    def _remember_choice(self, key: str, value: object) -> None:
-        self.settings = with_choice(self.settings, key, value)
-        self.nightlog.remember_choice(key, value, choice_value(self.config, key))
-
-    def on_command(self, command: commands.Command) -> None:
-        """MQTT thread: hand the command to the loop, which applies it in order."""
-        self.commands.put(command)
+    def on_command(self, command: Command) -> None:
+        """MQTT thread: hand the command to the flow, which applies it in order."""
+        self.flow.command(command)
 
     def stop(self) -> None:
-        """Safe from a signal handler: the loop ends within `POLL_S`."""
+        """Safe from a signal handler: the loop ends within the flow's poll time."""
         self._stop.set()
-
-    @property
-    def now(self) -> float:
-        """Service time: audio time while audio flows, the monotonic clock during an outage."""
-        if self.pipeline is not None:
-            return self._offset + self.pipeline.time_s
-        return self._last_t + max(0.0, self.edges.monotonic() - self._last_mono)
 
     def run(self) -> None:
         if self.publisher is not None:
             self.publisher.start()
-            self._publish_state()
         self.notifier.ready("starting microphone")
-        log.info("pi-monitor running: model %s at %d Hz", self.settings.model.path, self.rate)
+        log.info("pi-monitor running: model %s", self.flow.settings.model.path)
         try:
             while not self._stop.is_set():
                 self.step()
         finally:
-            self._shutdown()
+            self.shutdown()
 
     def step(self) -> None:
-        """One turn of the loop: audio (or a reopen attempt), then time-driven work."""
-        if self.pipeline is None:
-            self._try_open()
-        else:
-            try:
-                block = self.mic.read(POLL_S)
-            except CaptureError as e:
-                self._lost(str(e))
-            else:
-                if block is not None:
-                    self._process(block)
-        self._housekeeping()
-
-    def _try_open(self) -> None:
-        mono = self.edges.monotonic()
-        if mono < self._next_open:
-            self._sleep(min(POLL_S, self._next_open - mono))
-            return
-        t = self.now
-        try:
-            self.mic.open()
-        except CaptureError as e:
-            delay = backoff_delay(self._attempt, RETRY_MIN_S, self.settings.audio.retry_max_s)
-            log.log(
-                logging.WARNING if self._attempt == 0 else logging.DEBUG,
-                "microphone unavailable: %s; retrying in %.1f s",
-                e,
-                delay,
-            )
-            self.health.on_mic_down(t, str(e))
-            self._attempt += 1
-            self._next_open = mono + delay
-            self.notifier.status(f"microphone unavailable: {e}")
-            return
-        self._attempt = 0
-        self._offset, self._last_t, self._last_mono = t, t, mono
-        self.pipeline = Pipeline(self.classifier, self.settings.detector)
-        device = self.mic.device.name if self.mic.device else "?"
-        log.info("opened '%s' at %d Hz (model %d Hz)", device, self.mic.capture_rate, self.rate)
-        self.notifier.status(f"opened '{device}', waiting for audio")
-
-    def _lost(self, why: str) -> None:
-        """The stream failed: close the bout under way, release the device, retry soon."""
-        log.error("microphone lost: %s", why)
-        assert self.pipeline is not None
-        self._emit_stream(self.pipeline.finish())
-        self.pipeline = None
-        self.mic.close()
-        self.health.on_mic_down(self._last_t, why)
-        self._next_open = self.edges.monotonic() + RETRY_MIN_S
-        self.notifier.status(f"microphone lost: {why}; retrying")
-
-    def _process(self, block: np.ndarray) -> None:
-        assert self.pipeline is not None
-        t_start = self.now
-        was_lost = "mic_lost" in self.health.problems
-        events = self.pipeline.process(block)
-        t_end = self.now
-        first = self.pipeline.samples_seen == len(block)
-        self._last_t, self._last_mono = t_end, self.edges.monotonic()
-        self.clock.observe(t_end, self.edges.wall(), restart=first)
-        level = level_dbfs(block)
-        self.state = replace(self.state, level_dbfs=level)
-        self._emit_stream(events)
-        self._emit(self.health.on_block(t_start, t_end, level))
-        if first:
-            device = self.mic.device.name if self.mic.device else "?"
-            log.log(logging.WARNING if was_lost else logging.INFO, "listening on '%s'", device)
-            self.notifier.status(f"listening on '{device}'")
-
-    def _housekeeping(self) -> None:
-        t = self.now
-        while not self.commands.empty():
-            self._command(self.commands.get_nowait(), t)
-        self._emit(self.health.tick(t))
-        self._emit(self.coach.tick(t))
-        self._sync_problem()
-        self._publish_state()
+        """One turn of the flow, then the watchdog ping it earned."""
+        self.flow.step()
         mono = self.edges.monotonic()
         if self.watchdog.due(mono):
             self.notifier.watchdog()
         self._log_stats(mono)
-
-    def _command(self, command: commands.Command, t: float) -> None:
-        """A parent's command from Home Assistant: the detector's confirmation time, or a coach
-        input at service time `t`."""
-        if isinstance(command, commands.SetMinBout):
-            self._remember_choice("detector.min_bout_s", command.seconds)
-            if self.pipeline is not None:
-                self.pipeline.set_detector(self.settings.detector)
-            log.info("command: min_bout_s %.2f s", command.seconds)
-            self.state = apply_command(self.state, command)
-            return
-        match command:
-            case commands.SetMethod(method=method):
-                item: checkin.Input = checkin.SetMethod(t=t, method=method)
-            case commands.SetSession(on=True):
-                item = self.coach.session_start(t)
-            case commands.SetSession(on=False):
-                item = checkin.SessionEnd(t=t)
-            case commands.CheckedIn():
-                item = checkin.CheckedIn(t=t)
-        try:
-            out = self.coach.handle(item)
-        except CommandRefused as e:
-            log.warning("command refused: %s", e)
-            return
-        log.info("command: %s", item.to_dict())
-        if isinstance(command, commands.SetMethod):
-            self._remember_choice("checkin.method", command.method)
-        self.state = apply_command(self.state, command)
-        self._emit(out)
-
-    def _emit_stream(self, events: list[Event]) -> None:
-        """Pipeline events: the stream's audio time moved to service time."""
-        self._emit([e.shifted(self._offset) for e in events] if self._offset else events)
-
-    def _emit(self, events: list[Event]) -> None:
-        """Stamp `wall`, fold into the state, log and publish; the coach hears detector events."""
-        for event in events:
-            line = event.to_dict(wall=self.clock.iso(event.t))
-            self.state = apply_event(self.state, line)
-            if not isinstance(event, Score):
-                for sink in self.sinks:
-                    sink(line)
-                if self.publisher is not None:
-                    self.publisher.publish_event(line)
-            if isinstance(event, CryOnset | CryEnd):
-                self._emit(self.coach.handle(event))
-
-    def _sync_problem(self) -> None:
-        detail = self.health.problem_detail()
-        if detail != self._problem:
-            if not detail:
-                log.warning("problem cleared: %s", self._problem)
-            self._problem = detail
-            self.state = with_problem(self.state, bool(detail), detail)
-
-    def _publish_state(self) -> None:
-        if self.publisher is not None:
-            self.publisher.publish_state(self.state)
 
     def _log_stats(self, mono: float) -> None:
         """Lost audio is a failure too: say so (at most once a minute) when counters grow."""
@@ -346,21 +118,13 @@ class Service:
             )
             self._stats_logged, self._stats_at = counts, mono
 
-    def _log_event(self, line: dict[str, Any]) -> None:
-        level = logging.WARNING if line["type"] == "escalation" else logging.INFO
-        log.log(level, "event %s", json.dumps(line, separators=(",", ":")))
-
-    def _shutdown(self) -> None:
+    def shutdown(self) -> None:
         self.notifier.stopping()
         log.info("stopping")
-        if self.pipeline is not None:
-            self._emit_stream(self.pipeline.finish())
-            self.pipeline = None
-        self.mic.close()
+        self.flow.close()
         if self.publisher is not None:
-            self._publish_state()
             self.publisher.stop()
-        self.nightlog.close()
+        self.store.close()
         self.notifier.close()
 
 
@@ -388,13 +152,12 @@ def build_service(settings: Settings) -> Service:
     """The real service: model, microphone, night log and MQTT (when enabled) from the config."""
     classifier = CryClassifier(settings.model.path, settings.model.threads)
     try:
-        service = Service(settings, classifier, backend=SoundDeviceBackend())
-    except NightLogError as e:
+        publisher = None
+        if settings.mqtt.enabled:
+            publisher = MqttPublisher(settings.mqtt, Path(settings.service.state_dir))
+        return Service(settings, classifier, backend=SoundDeviceBackend(), publisher=publisher)
+    except (StoreError, OSError) as e:
         raise ConfigError(f"'service.state_dir': {e}") from None
-    if settings.mqtt.enabled:
-        state_dir = Path(settings.service.state_dir)
-        service.publisher = MqttPublisher(settings.mqtt, state_dir, service.on_command)
-    return service
 
 
 def run_service(settings: Settings) -> int:

@@ -39,7 +39,7 @@ def fixtures_dir() -> Path:
     return FIXTURES
 
 
-# ---- MQTT: a real mosquitto broker per test (MQTT engineer's block) ----
+# ---- MQTT: a real mosquitto broker per test ----
 
 
 @pytest.fixture

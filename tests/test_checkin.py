@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import logging
 
 import pytest
 from checkin_script import TODAY, bout, bouts, of_type, run, settings
@@ -12,19 +11,10 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from pi_monitor.checkin import (
-    LADDER,
-    SAFETY_REMINDER,
-    AudioLost,
-    CheckedIn,
-    CheckinCoach,
-    CommandRefused,
-    SessionEnd,
-    SessionStart,
-    SetMethod,
-)
+from pi_monitor.checkin import LADDER, SAFETY_REMINDER, AudioLost, CheckinCoach, Refused
+from pi_monitor.commands import CheckedIn, SessionEnd, SessionStart, SetMethod
 from pi_monitor.config import DEFAULT_GRADUATED_MINUTES
-from pi_monitor.events import CheckinDue, Escalation, Settled
+from pi_monitor.events import CheckinDue, Escalation, SessionStarted, Settled
 
 ONSET = 1234.0
 END_GAP = 4.0
@@ -185,12 +175,12 @@ def test_audio_lost_ends_the_open_bout_there():
     assert (settled.t, settled.cry_s) == (400.0, 100.0)
 
 
-def test_session_start_logs_the_safety_reminder_first(caplog):
-    caplog.set_level(logging.INFO, logger="pi_monitor.checkin")
-    coach_for(method="fading", fading_step="chair halfway")
-    messages = [r.getMessage() for r in caplog.records]
-    assert messages[0] == SAFETY_REMINDER
-    assert any("chair halfway" in m for m in messages)
+def test_a_session_starts_with_the_safety_reminder_as_its_first_event():
+    coach = CheckinCoach(settings(method="fading", fading_step="chair halfway"), TODAY)
+    (started,) = coach.handle(SessionStart(t=5.0, night=2, date=TODAY))
+    assert started == SessionStarted(
+        t=5.0, night=2, method="fading", detail=SAFETY_REMINDER, fading_step="chair halfway"
+    )
 
 
 def test_session_end_stops_check_ins():
@@ -211,11 +201,11 @@ def test_switching_the_same_night_back_on_keeps_its_totals_and_numbering():
 def test_refused_commands_leave_the_coach_unchanged():
     young = dataclasses.replace(settings(method="responsive"), birth_date="2024-03-01")
     coach = CheckinCoach(young, TODAY)
-    with pytest.raises(CommandRefused, match="under 4 months"):
+    with pytest.raises(Refused, match="under 4 months"):
         coach.handle(SetMethod(t=1.0, method="graduated"))
-    with pytest.raises(CommandRefused, match="under 4 months"):
+    with pytest.raises(Refused, match="under 4 months"):
         coach.handle(SessionStart(t=1.0, night=1, date=TODAY, method="extinction"))
-    with pytest.raises(CommandRefused, match="night"):
+    with pytest.raises(Refused, match="night"):
         coach.handle(SessionStart(t=1.0, night=0, date=TODAY))
     assert coach.status().method == "responsive" and not coach.status().session
 
@@ -257,6 +247,6 @@ def test_a_refused_command_does_not_swallow_what_fell_due_before_it():
     young = dataclasses.replace(settings(method="responsive"), birth_date="2024-03-01")
     coach = CheckinCoach(young, TODAY)
     coach.handle(bout(0.0, 5000.0)[0])
-    with pytest.raises(CommandRefused):
+    with pytest.raises(Refused):
         coach.handle(SetMethod(t=2000.0, method="extinction"))
     assert times(coach.tick(2000.0), Escalation) == [1800.0]

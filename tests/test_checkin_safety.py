@@ -12,16 +12,12 @@ from hypothesis import assume, event, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from pi_monitor.checkin import CheckinCoach, CommandRefused, SessionStart, SetMethod
-from pi_monitor.config import (
-    CheckinSettings,
-    ConfigError,
-    check_checkin_age,
-    settings_from_dict,
-)
+from pi_monitor.checkin import CheckinCoach, Refused
+from pi_monitor.commands import SessionStart, SetMethod
+from pi_monitor.config import CheckinSettings, ConfigError, settings_from_dict
 from pi_monitor.events import Escalation
+from pi_monitor.methods import METHODS, AgeGateError, age_gate
 
-METHODS = ["extinction", "graduated", "responsive", "fading"]
 ANY_VALUE = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.integers(-(10**9), 10**9),
@@ -88,9 +84,9 @@ def test_no_config_passes_the_age_gate_for_an_extinction_method_under_4_months(
         table["birth_date"] = (today - datetime.timedelta(days=age_days)).isoformat()
     try:
         settings = settings_from_dict({"checkin": table}).checkin
-        warnings = check_checkin_age(settings, today)
+        warnings = age_gate(settings.method, settings.birth_date, today)
         coach = CheckinCoach(settings, today)
-    except ConfigError as e:
+    except (ConfigError, AgeGateError) as e:
         assert "checkin." in str(e)
         event("refused")
         return
@@ -113,7 +109,7 @@ def test_no_session_or_method_change_gets_past_the_age_gate(born, day, method):
         SessionStart(t=0.0, night=1, date=day, method=method),
     ):
         if expected == "refused":
-            with pytest.raises(CommandRefused):
+            with pytest.raises(Refused):
                 coach.handle(command)
         else:
             coach.handle(command)
@@ -188,14 +184,16 @@ def test_the_cap_above_60_min_is_refused_at_load_naming_the_key():
 
 
 def test_extinction_methods_need_a_birth_date():
-    with pytest.raises(ConfigError, match=r"checkin\.birth_date' is required"):
+    with pytest.raises(AgeGateError, match=r"checkin\.birth_date' is required"):
         CheckinCoach(CheckinSettings(method="graduated"), TODAY)
 
 
 def test_the_gate_opens_at_exactly_4_months_and_warns_until_6():
-    settings = CheckinSettings(method="graduated", birth_date="2023-10-31")
-    with pytest.raises(ConfigError, match="under 4 months"):
-        check_checkin_age(settings, datetime.date(2024, 2, 28))
-    assert check_checkin_age(settings, datetime.date(2024, 2, 29))
-    assert check_checkin_age(settings, datetime.date(2024, 4, 29))
-    assert check_checkin_age(settings, datetime.date(2024, 4, 30)) == []
+    def gate(day: datetime.date) -> list[str]:
+        return age_gate("graduated", "2023-10-31", day)
+
+    with pytest.raises(AgeGateError, match="under 4 months"):
+        gate(datetime.date(2024, 2, 28))
+    assert gate(datetime.date(2024, 2, 29))
+    assert gate(datetime.date(2024, 4, 29))
+    assert gate(datetime.date(2024, 4, 30)) == []

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import onnx
 import pytest
 
-from pi_monitor.classifier import CryClassifier, ModelError
+from pi_monitor.classifier import CryClassifier, ModelError, ModelInfo
 from pi_monitor.config import DEFAULT_MODEL
 
 from model_factory import FRONT_END, loudness_model
@@ -82,3 +84,11 @@ def test_shipped_model_loads_with_a_valid_front_end() -> None:
     info = CryClassifier(DEFAULT_MODEL).info
     assert 0 < info.threshold < 1
     assert info.window_frames > 0 and info.window_hop_frames > 0
+
+
+def test_the_metadata_a_model_is_exported_with_reads_back_as_the_same_info(test_model) -> None:
+    for path in (test_model, DEFAULT_MODEL):
+        info = CryClassifier(path).info
+        assert ModelInfo.from_metadata(info.metadata(), str(path)) == info
+    with_off = dataclasses.replace(CryClassifier(test_model).info, off_threshold=0.3)
+    assert ModelInfo.from_metadata(with_off.metadata()).off_threshold == 0.3

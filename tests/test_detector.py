@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pi_monitor.config import ConfigError, DetectorSettings
-from pi_monitor.detector import CryDetector, DetectorParams
+from pi_monitor.config import DetectorSettings
+from pi_monitor.detector import CryDetector, DetectorParams, ThresholdError
 from pi_monitor.events import CryEnd, CryOnset
 
 HOP = 0.25
@@ -92,5 +92,5 @@ def test_thresholds_default_to_the_model_and_off_must_not_exceed_on() -> None:
     assert (params.on_threshold, params.off_threshold) == (0.7, pytest.approx(0.42))
     assert params.lookback_s == 0.8
     assert resolve(DetectorSettings(), model_off=0.4).off_threshold == 0.4
-    with pytest.raises(ConfigError, match=r"detector\.off_threshold"):
+    with pytest.raises(ThresholdError, match=r"detector\.off_threshold"):
         resolve(DetectorSettings(off_threshold=0.9), model_off=None)

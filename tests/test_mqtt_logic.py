@@ -1,26 +1,31 @@
-"""Pure MQTT pieces: command parsing, state folding, discovery payloads, reconnection backoff."""
+"""Pure MQTT pieces: command parsing, the state and its pacing, discovery, reconnection backoff."""
 
 from __future__ import annotations
+
+import datetime
+from dataclasses import replace
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pi_monitor.backoff import Backoff
+from pi_monitor.checkin import CheckinCoach
 from pi_monitor.commands import (
-    CHECKIN_METHODS,
     COMMAND_NAMES,
     CheckedIn,
     CommandError,
+    SessionEnd,
+    SessionStart,
     SetMethod,
     SetMinBout,
-    SetSession,
     parse_command,
 )
-from pi_monitor.config import MIN_BOUT_MAX_S, MqttSettings
+from pi_monitor.config import MIN_BOUT_MAX_S, CheckinSettings, MqttSettings
 from pi_monitor.discovery import Topics, discovery_configs
-from pi_monitor.events import CheckinDue, CryEnd, CryOnset, Escalation, Score, Settled
-from pi_monitor.mqtt import backoff_delay
-from pi_monitor.state import MonitorState, apply_command, apply_event, with_problem
+from pi_monitor.events import EVENT_TYPES, CryEnd, CryOnset, Escalation, Score
+from pi_monitor.methods import METHODS as CHECKIN_METHODS
+from pi_monitor.state import MonitorState, StatePacer, coached, heard, with_problem
 
 
 @pytest.mark.parametrize(
@@ -28,8 +33,8 @@ from pi_monitor.state import MonitorState, apply_command, apply_event, with_prob
     [
         ("method", b"graduated", SetMethod("graduated")),
         ("method", b" fading\n", SetMethod("fading")),
-        ("session", b"ON", SetSession(True)),
-        ("session", b"OFF", SetSession(False)),
+        ("session", b"ON", SessionStart()),
+        ("session", b"OFF", SessionEnd()),
         ("checked_in", b"PRESS", CheckedIn()),
         ("min_bout_s", b"1.25", SetMinBout(1.25)),
         ("min_bout_s", b"2", SetMinBout(2.0)),
@@ -52,6 +57,7 @@ def test_valid_commands_parse(name, payload, command):
         ("min_bout_s", b"2.25", "out of range"),
         ("min_bout_s", b"-0.5", "out of range"),
         ("min_bout_s", b"nan", "out of range"),
+        ("min_bout_s", b"0.3", "not a multiple of 0.25"),
     ],
 )
 def test_invalid_commands_are_rejected_with_a_reason(name, payload, reason):
@@ -74,7 +80,7 @@ def test_any_payload_either_parses_or_raises_command_error(name, payload):
         b"OFF",
         *(m.encode() for m in CHECKIN_METHODS),
     )
-    assert isinstance(command, SetMethod | SetSession | CheckedIn)
+    assert isinstance(command, SetMethod | SessionStart | SessionEnd | CheckedIn)
 
 
 def test_all_methods_are_selectable():
@@ -83,56 +89,72 @@ def test_all_methods_are_selectable():
         assert parse_command("method", method.encode()) == SetMethod(method)
 
 
-def test_a_cry_bout_updates_durations_and_tonights_total():
-    s = MonitorState(session=True)
-    s = apply_event(s, CryOnset(t=100.0, emitted_t=101.0, score=0.9).to_dict())
+def test_a_cry_bout_updates_the_durations_and_the_last_cry():
+    s = heard(MonitorState(session=True), CryOnset(t=100.0, emitted_t=101.0, score=0.9))
     assert s.crying and s.cry_s == 1.0
-    s = apply_event(s, Score(t=130.0, score=0.8, logit=1.4).to_dict())
+    s = heard(s, Score(t=130.0, score=0.8, logit=1.4))
     assert s.cry_s == 30.0 and s.score == 0.8
     end = CryEnd(
         t=160.0, onset_t=100.0, duration_s=60.0, emitted_t=163.0, peak_score=0.95, mean_score=0.8
     )
-    s = apply_event(s, end.to_dict())
+    s = heard(s, end)
     assert not s.crying and s.cry_s == 0.0 and s.last_cry_s == 60.0
-    assert s.to_payload()["tonight_cry_min"] == 1.0
-    s = apply_event(s, Score(t=170.0, score=0.1, logit=-2.0).to_dict())
-    assert s.cry_s == 0.0
+    assert heard(s, Score(t=170.0, score=0.1, logit=-2.0)).cry_s == 0.0
+    assert heard(s, Escalation(t=5.0, reason="mic_silent")) == s, "health is not heard"
 
 
-def test_checkin_due_sets_next_checkin_from_wall_time_and_settled_clears_it():
-    due = CheckinDue(
-        t=200.0,
-        method="graduated",
-        night=1,
-        episode=1,
-        checkin=1,
-        waited_s=180.0,
-        next_interval_s=300.0,
-    )
-    s = apply_event(MonitorState(), due.to_dict(wall="2024-05-01T20:00:00+01:00"))
-    assert s.next_checkin == "2024-05-01T20:05:00+01:00"
-    assert apply_event(s, due.to_dict()).next_checkin is None, "no wall clock, no time"
-    settled = Settled(t=900.0, episode=1, cry_s=400.0, episode_s=700.0)
-    assert apply_event(s, settled.to_dict()).next_checkin is None
+def test_the_coach_alone_says_session_method_tonights_crying_and_the_next_check_in():
+    coach = CheckinCoach(CheckinSettings(method="graduated", birth_date="2020-01-01"), TODAY)
+    coach.handle(SessionStart(t=0.0, night=2, date=TODAY))
+    coach.handle(CryOnset(t=10.0, emitted_t=10.5, score=0.9))
+    coach.tick(70.0)
+    status = coach.status()
+    s = coached(MonitorState(), status, "2024-05-01T20:05:00+01:00")
+    assert (s.session, s.method, s.next_checkin) == (True, "graduated", "2024-05-01T20:05:00+01:00")
+    assert s.to_payload()["tonight_cry_min"] == 1.0 == status.night_cry_s / 60.0
+    assert with_problem(with_problem(s, True, "mic_lost: gone"), False) == s
 
 
-def test_health_escalations_raise_the_problem_and_crying_ones_do_not():
-    s = apply_event(MonitorState(), Escalation(t=5.0, reason="mic_silent", detail="60 s").to_dict())
-    assert s.problem and s.problem_detail == "mic_silent: 60 s"
-    cry = Escalation(t=5.0, reason="max_crying_exceeded").to_dict()
-    assert not apply_event(MonitorState(), cry).problem
-    assert with_problem(s, False) == MonitorState()
+TODAY = datetime.date(2024, 6, 1)
 
 
-def test_commands_change_method_session_and_confirmation_time_and_a_new_session_resets_tonight():
-    s = MonitorState(tonight_cry_s=600.0)
-    s = apply_command(s, SetMethod("fading"))
-    assert s.method == "fading"
-    s = apply_command(s, SetSession(True))
-    assert s.session and s.tonight_cry_s == 0.0
-    assert apply_command(s, CheckedIn()) == s
-    assert apply_command(s, SetMinBout(1.5)).min_bout_s == 1.5
-    assert not apply_command(s, SetSession(False)).session
+def _paced(pacer: StatePacer, state: MonitorState, now: float) -> bool:
+    payload = state.to_payload()
+    if pacer.due(payload, now):
+        pacer.sent(payload, now)
+        return True
+    return False
+
+
+def test_sound_level_and_score_are_sent_after_a_deadband_and_a_minimum_interval():
+    pacer = StatePacer()
+    assert _paced(pacer, MonitorState(), 0.0), "the first state is always news"
+    quiet = MonitorState(level_dbfs=-60.0, score=0.02)
+    assert _paced(pacer, quiet, 0.0), "a sound level and a score that become known are news"
+    assert not _paced(pacer, replace(quiet, level_dbfs=-58.0, score=0.09), 30.0), "in the band"
+    louder = replace(quiet, level_dbfs=-50.0)
+    assert not _paced(pacer, louder, 5.0), "out of the band, but too soon"
+    assert _paced(pacer, louder, 10.0)
+    assert _paced(pacer, replace(louder, score=0.5), 12.0), "each value has its own interval"
+    assert not _paced(pacer, replace(louder, score=0.9), 15.0)
+    assert _paced(pacer, replace(louder, score=0.9), 22.0)
+
+
+def test_crying_and_the_parents_settings_are_sent_the_moment_they_change():
+    pacer = StatePacer()
+    state = MonitorState(level_dbfs=-60.0)
+    assert _paced(pacer, state, 0.0)
+    for change in (
+        {"crying": True, "cry_onset_t": 1.0},
+        {"method": "fading"},
+        {"session": True},
+        {"min_bout_s": 1.0},
+        {"next_checkin": "2024-05-01T20:05:00+01:00"},
+        {"problem": True, "problem_detail": "mic_lost: gone"},
+    ):
+        state = replace(state, **change)
+        assert _paced(pacer, state, 0.5), change
+    assert not _paced(pacer, state, 0.6), "nothing new"
 
 
 def test_every_discovery_config_names_its_device_availability_and_a_unique_id():
@@ -149,13 +171,7 @@ def test_every_discovery_config_names_its_device_availability_and_a_unique_id():
     assert by_id["crying"]["device_class"] == "sound"
     assert by_id["next_checkin"]["device_class"] == "timestamp"
     assert by_id["problem"]["entity_category"] == "diagnostic"
-    assert by_id["events"]["event_types"] == [
-        "cry_onset",
-        "cry_end",
-        "checkin_due",
-        "escalation",
-        "settled",
-    ]
+    assert by_id["events"]["event_types"] == list(EVENT_TYPES)
     assert by_id["checkin_method"]["command_topic"] == topics.command("method")
     assert by_id["sleep_session"]["command_topic"] == topics.command("session")
     assert by_id["checked_in"]["command_topic"] == topics.command("checked_in")
@@ -173,6 +189,10 @@ def test_state_payload_keys_cover_every_value_template():
             assert key in payload, f"{config['unique_id']} reads missing key {key}"
 
 
-def test_reconnection_backoff_doubles_up_to_the_cap():
-    assert [backoff_delay(a, 0.5, 5.0) for a in range(6)] == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0]
-    assert backoff_delay(10_000, 1.0, 60.0) == 60.0
+def test_backoff_doubles_up_to_the_cap_and_starts_again_after_a_success():
+    backoff = Backoff(0.5, 5.0)
+    assert [backoff.next_delay() for _ in range(6)] == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0]
+    backoff.attempt = 10_000
+    assert backoff.next_delay() == 5.0
+    backoff.reset()
+    assert backoff.next_delay() == 0.5

@@ -1,4 +1,5 @@
-"""`pi-monitor replay --mqtt`: a replay's events reach the broker, same as the JSON Lines."""
+"""`pi-monitor replay --mqtt`: a replay's events reach the broker as its own device, same as the
+JSON Lines."""
 
 from __future__ import annotations
 
@@ -26,12 +27,13 @@ def write_config(tmp_path: Path, host: str, port: int) -> Path:
 def test_replay_with_mqtt_publishes_every_event_and_the_final_state(
     broker: Mosquitto, tmp_path, test_model, capsys
 ):
-    topics = Topics.from_settings(MqttSettings(device_id="replaytest"))
+    topics = Topics.from_settings(MqttSettings(device_id="replaytest_replay"))
     sub = Subscriber(broker, [topics.event, topics.state, topics.availability])
     config = write_config(tmp_path, broker.host, broker.port)
     wav = str(FIXTURES / "cry_like_16k.wav")
 
-    code = cli.main(["replay", "--config", str(config), "--model", str(test_model), "--mqtt", wav])
+    args = ["replay", "--config", str(config), "--model", str(test_model), "--mqtt", "--speed", "0"]
+    code = cli.main([*args, wav])
 
     assert code == 0
     printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -54,8 +56,9 @@ def test_replay_with_mqtt_and_no_broker_fails_with_one_line(
     monkeypatch.setattr(cli, "MQTT_DRAIN_S", 1.0)
     config = write_config(tmp_path, "127.0.0.1", free_port())
     wav = str(FIXTURES / "cry_like_16k.wav")
+    args = ["replay", "--config", str(config), "--model", str(test_model), "--mqtt", "--speed", "0"]
 
-    code = cli.main(["replay", "--config", str(config), "--model", str(test_model), "--mqtt", wav])
+    code = cli.main([*args, wav])
 
     err = capsys.readouterr().err
     assert code == 2
@@ -70,11 +73,23 @@ def test_the_drain_message_counts_events_dropped_from_a_full_queue(
     config.write_text(config.read_text() + "queue_max_events = 10\n")
     wavs = [str(FIXTURES / "cry_like_16k.wav")] * 6  # 12 events for a queue of 10
 
-    code = cli.main(
-        ["replay", "--config", str(config), "--model", str(test_model), "--mqtt", *wavs]
-    )
+    args = ["replay", "--config", str(config), "--model", str(test_model), "--mqtt", "--speed", "0"]
+    code = cli.main([*args, *wavs])
 
     err = capsys.readouterr().err
     assert code == 2
     assert "mqtt: 12 events not delivered to 127.0.0.1:" in err
     assert "(10 still queued, 2 dropped from the full queue, mqtt.queue_max_events)" in err
+
+
+def test_removing_the_replay_device_without_a_broker_or_replaying_nothing_fails_with_one_line(
+    tmp_path, capsys
+):
+    config = write_config(tmp_path, "127.0.0.1", free_port())
+
+    assert cli.main(["replay", "--config", str(config), "--remove-device"]) == 2
+    assert cli.main(["replay", "--config", str(config)]) == 2
+
+    removal, nothing = capsys.readouterr().err.strip().splitlines()
+    assert removal.startswith("pi-monitor: error: cannot connect to 127.0.0.1:")
+    assert "give at least one PATH" in nothing

@@ -7,9 +7,12 @@ import datetime
 import pytest
 from checkin_script import bout, of_type, settings
 
-from pi_monitor.checkin import CheckedIn, SessionEnd, known_at
+from pi_monitor.checkin import known_at
+from pi_monitor.commands import CheckedIn, SessionEnd, SessionStart
 from pi_monitor.events import CheckinDue, Settled
-from pi_monitor.nightlog import FILENAME, JournaledCoach, NightLog, NightLogError, evening_of
+from pi_monitor.journal import JournaledCoach
+from pi_monitor.nightlog import NightLog, evening_of
+from pi_monitor.store import FILENAME, Store, StoreError
 
 TZ = datetime.timezone(datetime.timedelta(hours=1))
 EVENING = datetime.datetime(2024, 6, 1, 19, 30, tzinfo=TZ)
@@ -33,7 +36,7 @@ def open_coach(state_dir, origin: datetime.datetime, **kw) -> JournaledCoach:
 
 def test_a_restart_mid_episode_resumes_the_same_episode_and_check_in_count(tmp_path):
     coach = open_coach(tmp_path, EVENING)
-    coach.handle(coach.session_start(0.0))
+    coach.handle(SessionStart(t=0.0))
     first = bout(60.0, 9999.0)[0]
     out = feed(coach, [*bout(10.0, 30.0), first, CheckedIn(t=400.0)], until=900.0)
     assert [(d.episode, d.checkin) for d in of_type(out, CheckinDue)] == [(1, 1), (1, 2)]
@@ -55,7 +58,7 @@ def test_a_restart_mid_episode_resumes_the_same_episode_and_check_in_count(tmp_p
 
 def test_a_night_that_settled_during_the_outage_is_settled_once_on_restart(tmp_path):
     coach = open_coach(tmp_path, EVENING)
-    coach.handle(coach.session_start(0.0))
+    coach.handle(SessionStart(t=0.0))
     feed(coach, [bout(10.0, 99999.0)[0]], until=220.0)
     coach.log.close()  # last heartbeat at 220 s: check-in 1 logged at 190 s, then 30 s later
     again = open_coach(tmp_path, EVENING + datetime.timedelta(hours=1))
@@ -68,7 +71,7 @@ def test_a_night_that_settled_during_the_outage_is_settled_once_on_restart(tmp_p
 
 def test_inputs_logged_twice_across_restarts_rebuild_the_same_state(tmp_path):
     coach = open_coach(tmp_path, EVENING)
-    coach.handle(coach.session_start(0.0))
+    coach.handle(SessionStart(t=0.0))
     feed(coach, [bout(10.0, 9999.0)[0]], until=500.0)
     coach.log.close()
     for minutes in (10, 20):
@@ -79,24 +82,22 @@ def test_inputs_logged_twice_across_restarts_rebuild_the_same_state(tmp_path):
 
 def test_a_session_switched_back_on_the_same_evening_keeps_the_night(tmp_path):
     coach = open_coach(tmp_path, EVENING)
-    coach.handle(coach.session_start(0.0))
+    coach.handle(SessionStart(t=0.0))
     feed(coach, bout(10.0, 100.0), until=500.0)
     coach.handle(SessionEnd(t=600.0))
-    start = coach.session_start(700.0)
-    coach.handle(start)
+    coach.handle(SessionStart(t=700.0))
     feed(coach, bout(800.0, 900.0), until=1300.0, start=700.0)
     (night,) = coach.log.nights()
     assert (night.night, night.wakings, night.ended) == (1, 2, None)
 
 
 def test_nights_are_numbered_per_method_and_evening(tmp_path):
-    log = NightLog(tmp_path / FILENAME)
+    log = NightLog(Store(tmp_path / FILENAME))
     for day in range(3):
         origin = EVENING + datetime.timedelta(days=day)
         coach = JournaledCoach.open(settings(method="graduated"), log, origin)
-        start = coach.session_start(0.0)
-        coach.handle(start)
-        assert start.night == day + 1 and start.date == origin.date()
+        coach.handle(SessionStart(t=0.0))
+        assert coach.status().night == day + 1 and log.nights()[-1].evening == origin.date()
         coach.handle(SessionEnd(t=36000.0))
     assert [n.night for n in log.nights()] == [1, 2, 3]
     assert [n.night for n in log.nights(last=2)] == [2, 3]
@@ -104,7 +105,7 @@ def test_nights_are_numbered_per_method_and_evening(tmp_path):
 
 def test_a_stale_open_night_is_closed_at_its_last_sign_of_life(tmp_path):
     coach = open_coach(tmp_path, EVENING)
-    coach.handle(coach.session_start(0.0))
+    coach.handle(SessionStart(t=0.0))
     feed(coach, [], until=100.0)
     coach.log.close()
     later = open_coach(tmp_path, EVENING + datetime.timedelta(days=2))
@@ -121,9 +122,9 @@ def test_two_in_the_morning_belongs_to_the_evening_before():
 def test_an_unusable_night_log_path_names_the_file(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(NightLogError, match="file"):
-        NightLog(blocker / "sub" / FILENAME)
+    with pytest.raises(StoreError, match="file"):
+        NightLog(Store(blocker / "sub" / FILENAME))
     bad = tmp_path / FILENAME
     bad.write_text("not a database" * 100)
-    with pytest.raises(NightLogError, match=FILENAME):
-        NightLog(bad)
+    with pytest.raises(StoreError, match=FILENAME):
+        NightLog(Store(bad))

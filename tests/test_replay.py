@@ -15,7 +15,7 @@ from odd_wav import wav_with_header
 
 from pi_monitor.classifier import CryClassifier
 from pi_monitor.cli import main
-from pi_monitor.config import DetectorSettings
+from pi_monitor.config import Settings
 from pi_monitor.replay import replay_paths
 
 ONSET_TOLERANCE_S = 0.6
@@ -165,14 +165,14 @@ def test_progress_bar_shows_only_for_long_inputs_on_a_terminal(test_model, tmp_p
     soundfile.write(long_file, np.zeros(8000 * 90, np.int16), 8000, subtype="PCM_16")
     classifier = CryClassifier(test_model)
     terminal, pipe = _Terminal(), io.StringIO()
-    replay_paths([str(long_file)], classifier, DetectorSettings(), [], progress=terminal)
-    replay_paths([str(long_file)], classifier, DetectorSettings(), [], progress=pipe)
+    replay_paths([str(long_file)], classifier, Settings(), [], progress=terminal)
+    replay_paths([str(long_file)], classifier, Settings(), [], progress=pipe)
     assert "100% 0:01:30/0:01:30" in terminal.getvalue()
     assert pipe.getvalue() == ""
     short_file = tmp_path / "short.wav"
     soundfile.write(short_file, np.zeros(8000 * 5, np.int16), 8000, subtype="PCM_16")
     short = _Terminal()
-    replay_paths([str(short_file)], classifier, DetectorSettings(), [], progress=short)
+    replay_paths([str(short_file)], classifier, Settings(), [], progress=short)
     assert "%" not in short.getvalue()
 
 

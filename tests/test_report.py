@@ -15,11 +15,14 @@ import pytest
 from checkin_script import bout, settings
 from cli_run import run_cli
 
-from pi_monitor.checkin import CheckedIn, SessionEnd, known_at
+from pi_monitor.checkin import known_at
 from pi_monitor.cli import main
+from pi_monitor.commands import CheckedIn, SessionEnd, SessionStart
 from pi_monitor.events import CheckinDue, Escalation
-from pi_monitor.nightlog import FILENAME, JournaledCoach, NightLog
+from pi_monitor.journal import JournaledCoach
+from pi_monitor.nightlog import NightLog
 from pi_monitor.report import ReportError, format_table, night_reports, run_report
+from pi_monitor.store import FILENAME
 
 REPO = Path(__file__).resolve().parent.parent
 WEEK_PLOT = REPO / "out" / "checkin-report-week.png"
@@ -56,8 +59,7 @@ def simulate_night(log: NightLog, day: int) -> list:
     coach = JournaledCoach.open(
         settings(method="graduated"), log, FIRST_EVENING + datetime.timedelta(days=day)
     )
-    start = coach.session_start(0.0)
-    out = coach.handle(start)
+    out = coach.handle(SessionStart(t=0.0))
     pending = sorted(night_bouts(WEEK[day]), key=known_at)
     t = 0.0
     while t <= NIGHT_S:

@@ -16,47 +16,16 @@ from fake_portaudio import USB_MIC, FakeBackend, noise_blocks
 
 from pi_monitor import commands
 from pi_monitor.classifier import CryClassifier
-from pi_monitor.config import AudioSettings, MqttSettings, ServiceSettings, Settings
+from pi_monitor.clock import WallClock
+from pi_monitor.config import MqttSettings, Settings
 from pi_monitor.discovery import Topics
 from pi_monitor.mqtt import MqttPublisher
 from pi_monitor.notify import Notifier
-from pi_monitor.service import Edges, Service, WallClock
+from pi_monitor.service import Service
 
 from mosquitto import Subscriber, publish_raw, wait_until
-
-RATE = 48000
-BLOCK = 4800  # 0.1 s
-QUIET, LOUD = 0.001, 0.1  # the test model scores these ~0 and ~1
-
-
-class FakeTime:
-    """Monotonic and wall clocks that move only when the service sleeps."""
-
-    def __init__(self) -> None:
-        self.mono = 1000.0
-
-    def sleep(self, seconds: float) -> None:
-        self.mono += seconds
-
-    def edges(self) -> Edges:
-        return Edges(monotonic=lambda: self.mono, wall=lambda: 1.8e9 + self.mono, sleep=self.sleep)
-
-
-def make_settings(tmp_path: Path, model: Path, **audio: object) -> Settings:
-    a = {"device": "USB", "queue_blocks": 1000, **audio}
-    return Settings(
-        model=replace(Settings().model, path=str(model)),
-        audio=AudioSettings(**a),  # type: ignore[arg-type]
-        service=ServiceSettings(state_dir=str(tmp_path / "state")),
-    )
-
-
-def run_until(service: Service, done, max_steps: int = 5000) -> None:
-    for _ in range(max_steps):
-        if done():
-            return
-        service.step()
-    raise AssertionError("condition not reached")
+from recorder import Recorder
+from service_rig import BLOCK, LOUD, QUIET, RATE, FakeTime, make_settings, run_until, shown
 
 
 def test_unplugged_microphone_raises_mic_lost_sets_problem_and_recovers(
@@ -72,28 +41,30 @@ def test_unplugged_microphone_raises_mic_lost_sets_problem_and_recovers(
     settings = make_settings(tmp_path, test_model)
     mqtt = MqttSettings(host=broker.host, port=broker.port, device_id="nursery", enabled=True)
     settings = replace(settings, mqtt=mqtt)
-    events: list[dict] = []
+    recorder = Recorder()
+    events = recorder.lines
     service = Service(
         settings,
         CryClassifier(test_model, 1),
         backend=backend,
-        sinks=[events.append],
+        publisher=MqttPublisher(mqtt, tmp_path / "state"),
+        sinks=[recorder],
         edges=clock.edges(),
     )
-    service.publisher = MqttPublisher(mqtt, tmp_path / "state", service.on_command)
+    assert service.publisher is not None
     topics = Topics.from_settings(mqtt)
     watcher = Subscriber(broker, [topics.state, topics.event])
     service.publisher.start()
     try:
         lost = lambda: any(e.get("reason") == "mic_lost" for e in events)  # noqa: E731
         run_until(service, lost)
-        assert service.state.problem and "mic_lost" in service.state.problem_detail
-        assert watcher.wait_for(lambda: _shown(watcher, topics, "problem") is True), (
+        assert service.flow.state.problem and "mic_lost" in service.flow.state.problem_detail
+        assert watcher.wait_for(lambda: shown(watcher, topics, "problem") is True), (
             "HA problem not on"
         )
 
-        run_until(service, lambda: not service.state.problem)
-        assert watcher.wait_for(lambda: _shown(watcher, topics, "problem") is False), (
+        run_until(service, lambda: not service.flow.state.problem)
+        assert watcher.wait_for(lambda: shown(watcher, topics, "problem") is False), (
             "problem not cleared"
         )
         assert watcher.wait_for(lambda: _mqtt_reasons(watcher, topics) == ["mic_lost"])
@@ -110,14 +81,8 @@ def test_unplugged_microphone_raises_mic_lost_sets_problem_and_recovers(
     assert "USB" in mic_lost["detail"] or "no audio" in mic_lost["detail"]
     assert kinds.count("escalation") == 1
     assert service.mic.stats.opens == 2 and backend.tries > 3
-    assert service.pipeline is not None and service.mic.device == USB_MIC
-    assert service.now > 20.0  # service time ran on through the outage
-
-
-def _shown(watcher: Subscriber, topics: Topics, key: str) -> object:
-    """The latest retained state's `key` as HA reads it; None before any state arrived."""
-    found = watcher.on(topics.state)
-    return json.loads(found[-1].payload)[key] if found else None
+    assert service.flow.pipeline is not None and service.mic.device == USB_MIC
+    assert service.flow.now > 20.0  # service time ran on through the outage
 
 
 def _mqtt_reasons(watcher: Subscriber, topics: Topics) -> list[str]:
@@ -143,7 +108,7 @@ def test_retries_back_off_up_to_the_configured_maximum(tmp_path: Path, test_mode
     gaps = np.diff(tried_at)
     assert list(gaps[:4]) == pytest.approx([0.5, 1.0, 2.0, 4.0])
     assert max(gaps) == pytest.approx(4.0)
-    assert service.state.problem and "mic_lost" in service.state.problem_detail
+    assert service.flow.state.problem and "mic_lost" in service.flow.state.problem_detail
 
 
 def test_silent_input_raises_mic_silent_once_and_clears_when_sound_returns(
@@ -151,22 +116,23 @@ def test_silent_input_raises_mic_silent_once_and_clears_when_sound_returns(
 ) -> None:
     zeros = [np.zeros(BLOCK, np.float32)] * 70
     backend = FakeBackend(streams=[([*zeros, *noise_blocks(1.0, RATE, BLOCK, QUIET)], False)])
-    events: list[dict] = []
+    recorder = Recorder()
+    events = recorder.lines
     service = Service(
         make_settings(tmp_path, test_model, silence_timeout_s=5.0),
         CryClassifier(test_model, 1),
         backend=backend,
-        sinks=[events.append],
+        sinks=[recorder],
         edges=FakeTime().edges(),
     )
-    run_until(service, lambda: service.now >= 6.0)
+    run_until(service, lambda: service.flow.now >= 6.0)
     assert [e.get("reason") for e in events] == ["mic_silent"]
     assert events[0]["t"] == pytest.approx(5.0, abs=0.15)
-    assert service.state.problem
-    run_until(service, lambda: service.now >= 7.5)
-    assert not service.state.problem and len(events) == 1
+    assert service.flow.state.problem
+    run_until(service, lambda: service.flow.now >= 7.5)
+    assert not service.flow.state.problem and len(events) == 1
     in_band = -60.0 + 10 * np.log10(8000 / RATE)  # 0.001 RMS white noise, resampled to 8 kHz
-    assert service.state.level_dbfs == pytest.approx(in_band, abs=1.0)
+    assert service.flow.state.level_dbfs == pytest.approx(in_band, abs=1.0)
 
 
 class StallingClassifier(CryClassifier):
@@ -233,14 +199,20 @@ def test_a_stalled_loop_stops_the_watchdog_pings(tmp_path: Path, test_model: Pat
 
 
 def test_wall_clock_takes_the_earliest_arrival_and_follows_clock_steps() -> None:
-    clock = WallClock()
-    clock.observe(1.0, 101.3)  # arrived 0.3 s late
-    clock.observe(2.0, 102.05)  # 0.05 s late: the better estimate
-    clock.observe(3.0, 103.4)
+    now = [100.0]
+    clock = WallClock(lambda: now[0])
+
+    def arrives(t: float, wall: float, restart: bool = False) -> None:
+        now[0] = wall
+        clock.observe(t, restart)
+
+    arrives(1.0, 101.3, restart=True)  # a stream's first block, 0.3 s late
+    arrives(2.0, 102.05)  # 0.05 s late: the better estimate
+    arrives(3.0, 103.4)
     assert clock.wall(2.0) == pytest.approx(102.05, abs=0.002)  # may creep 1 ms/s
-    clock.observe(4.0, 3704.05)  # NTP set the clock an hour on
+    arrives(4.0, 3704.05)  # NTP set the clock an hour on
     assert clock.wall(4.0) == pytest.approx(3704.05)
-    clock.observe(0.1, 50.0, restart=True)  # a new stream
+    arrives(0.1, 50.0, restart=True)  # a new stream
     assert clock.wall(0.1) == pytest.approx(50.0)
 
 
@@ -248,26 +220,27 @@ def test_home_assistant_commands_reach_the_coach_in_order(tmp_path: Path, test_m
     quiet = list(noise_blocks(1.0, RATE, BLOCK, QUIET))
     loud = list(noise_blocks(4.0, RATE, BLOCK, LOUD, 3))
     backend = FakeBackend(streams=[([*quiet, *loud], False)])
-    events: list[dict] = []
+    recorder = Recorder()
+    events = recorder.lines
     service = Service(
         make_settings(tmp_path, test_model),
         CryClassifier(test_model, 1),
         backend=backend,
-        sinks=[events.append],
+        sinks=[recorder],
         edges=FakeTime().edges(),
     )
-    service.on_command(commands.SetSession(True))  # from the MQTT thread
+    service.on_command(commands.SessionStart())  # from the MQTT thread
     service.step()
-    assert service.state.session and service.coach.status().session
-    run_until(service, lambda: service.now >= 4.5)
+    assert service.flow.state.session and service.flow.coach.status().session
+    run_until(service, lambda: service.flow.now >= 4.5)
     due = [e for e in events if e["type"] == "checkin_due"]
     assert due and due[0]["method"] == "responsive" and "wall" in due[0]
     service.on_command(commands.CheckedIn())
-    service.on_command(commands.SetSession(False))
+    service.on_command(commands.SessionEnd())
     service.step()
-    answer = service.coach.coach.last_answer
+    answer = service.flow.coach.coach.last_answer
     assert answer is not None and answer.checkin == 1
-    assert not service.state.session and not service.coach.status().session
+    assert not service.flow.state.session and not service.flow.coach.status().session
 
 
 def test_a_restart_mid_session_shows_the_session_and_tonights_crying_again(
@@ -285,16 +258,16 @@ def test_a_restart_mid_session_shows_the_session_and_tonights_crying_again(
         )
 
     before = start()
-    before.on_command(commands.SetSession(True))
-    run_until(before, lambda: before.state.tonight_cry_s > 0 and before.now >= 3.0)
-    cried = before.coach.status().night_cry_s
-    before._shutdown()
+    before.on_command(commands.SessionStart())
+    run_until(before, lambda: before.flow.state.tonight_cry_s > 0 and before.flow.now >= 3.0)
+    cried = before.flow.coach.status().night_cry_s
+    before.shutdown()
 
     after = start()  # systemd restarted the service in the night
-    assert after.state.session, "HA's session switch must stay on after a restart"
-    assert after.state.tonight_cry_s == pytest.approx(cried)
-    assert after.state.method == "responsive"
-    assert after.state.next_checkin is not None
+    assert after.flow.state.session, "HA's session switch must stay on after a restart"
+    assert after.flow.state.tonight_cry_s == pytest.approx(cried)
+    assert after.flow.state.method == "responsive"
+    assert after.flow.state.next_checkin is not None
 
 
 def _idle(settings: Settings, model: Path) -> Service:
@@ -308,7 +281,7 @@ def _choose_in_ha(settings: Settings, model: Path, command: commands.Command) ->
     service = _idle(settings, model)
     service.on_command(command)
     service.step()
-    service._shutdown()
+    service.shutdown()
 
 
 def _onsets_with_confirmation(state_dir: Path, test_model: Path, min_bout_s: float | None) -> list:
@@ -319,18 +292,19 @@ def _onsets_with_confirmation(state_dir: Path, test_model: Path, min_bout_s: flo
         *noise_blocks(5.0, RATE, BLOCK, QUIET, 2),
         *noise_blocks(4.0, RATE, BLOCK, LOUD, 3),
     ]
-    events: list[dict] = []
+    recorder = Recorder()
+    events = recorder.lines
     service = Service(
         make_settings(state_dir, test_model),
         CryClassifier(test_model, 1),
         backend=FakeBackend(streams=[(audio, False)]),
-        sinks=[events.append],
+        sinks=[recorder],
         edges=FakeTime().edges(),
     )
     if min_bout_s is not None:
         service.on_command(commands.SetMinBout(min_bout_s))
-    run_until(service, lambda: service.now >= 11.0)
-    service._shutdown()
+    run_until(service, lambda: service.flow.now >= 11.0)
+    service.shutdown()
     return [e for e in events if e["type"] == "cry_onset"]
 
 
@@ -346,8 +320,8 @@ def test_cry_confirmation_time_set_in_home_assistant_applies_at_once_and_outlast
     restarted = _onsets_with_confirmation(tmp_path / "b", test_model, None)
     assert len(restarted) == 1, "the choice outlasts a restart"
     service = _idle(make_settings(tmp_path / "b", test_model), test_model)
-    assert service.settings.detector.min_bout_s == 2.0 and service.state.min_bout_s == 2.0
-    assert service.state.to_payload()["min_bout_s"] == 2.0
+    assert service.flow.settings.detector.min_bout_s == 2.0 and service.flow.state.min_bout_s == 2.0
+    assert service.flow.state.to_payload()["min_bout_s"] == 2.0
 
 
 def test_editing_the_config_file_after_a_choice_in_home_assistant_hands_the_key_back(
@@ -357,8 +331,8 @@ def test_editing_the_config_file_after_a_choice_in_home_assistant_hands_the_key_
 
     _choose_in_ha(settings, test_model, commands.SetMinBout(2.0))
     edited = replace(settings, detector=replace(settings.detector, min_bout_s=1.0))
-    assert _idle(edited, test_model).settings.detector.min_bout_s == 1.0
-    assert _idle(edited, test_model).settings.detector.min_bout_s == 1.0, "choice forgotten"
+    assert _idle(edited, test_model).flow.settings.detector.min_bout_s == 1.0
+    assert _idle(edited, test_model).flow.settings.detector.min_bout_s == 1.0, "choice forgotten"
 
 
 def test_a_method_chosen_in_home_assistant_outlasts_a_restart_unless_the_age_gate_refuses_it(
@@ -369,12 +343,14 @@ def test_a_method_chosen_in_home_assistant_outlasts_a_restart_unless_the_age_gat
 
     _choose_in_ha(settings, test_model, commands.SetMethod("graduated"))
     again = _idle(settings, test_model)
-    assert again.coach.status().method == "graduated" and again.state.method == "graduated"
-    again._shutdown()
+    assert (
+        again.flow.coach.status().method == "graduated" and again.flow.state.method == "graduated"
+    )
+    again.shutdown()
 
     no_birth_date = replace(settings, checkin=replace(settings.checkin, birth_date=""))
     refused = _idle(no_birth_date, test_model)
-    assert refused.coach.status().method == "responsive"
+    assert refused.flow.coach.status().method == "responsive"
     assert "birth_date" in caplog.text and "no longer applies" in caplog.text
 
 
@@ -388,9 +364,10 @@ def test_home_assistant_sets_the_cry_confirmation_time_over_mqtt(
         settings,
         CryClassifier(test_model, 1),
         backend=FakeBackend(streams=[(quiet, False)]),
+        publisher=MqttPublisher(mqtt, tmp_path / "state"),
         edges=FakeTime().edges(),
     )
-    service.publisher = MqttPublisher(mqtt, tmp_path / "state", service.on_command)
+    assert service.publisher is not None
     topics = Topics.from_settings(mqtt)
     watcher = Subscriber(broker, [topics.state])
     service.publisher.start()
@@ -400,13 +377,14 @@ def test_home_assistant_sets_the_cry_confirmation_time_over_mqtt(
 
         def stepped_until_applied() -> bool:
             service.step()
-            return service.state.min_bout_s == 1.75
+            return service.flow.state.min_bout_s == 1.75
 
         assert wait_until(stepped_until_applied), "the command never reached the service"
-        assert service.pipeline is not None
-        assert service.pipeline.detector.params.min_bout_s == 1.75
-        shown = lambda: _shown(watcher, topics, "min_bout_s")  # noqa: E731
-        assert watcher.wait_for(lambda: shown() == 1.75), "HA's number shows the new value"
+        assert service.flow.pipeline is not None
+        assert service.flow.pipeline.detector.params.min_bout_s == 1.75
+        assert watcher.wait_for(lambda: shown(watcher, topics, "min_bout_s") == 1.75), (
+            "HA's number shows the new value"
+        )
     finally:
         watcher.close()
         service.publisher.stop()

@@ -21,10 +21,11 @@ import pytest
 import soundfile as sf
 
 from pi_monitor.classifier import CryClassifier
-from pi_monitor.config import DetectorSettings
+from pi_monitor.config import Settings
 from pi_monitor.replay import replay_paths
 
 from pulse import PulseServer, PulseUnavailable
+from recorder import Recorder
 
 ROOT = Path(__file__).resolve().parent.parent
 TOLERANCE_S = 0.5
@@ -98,10 +99,9 @@ def test_live_service_events_match_a_replay_of_the_played_file(
     pulse: PulseServer, tmp_path: Path, test_model: Path, fixtures_dir: Path
 ) -> None:
     wav = live_wav(fixtures_dir, tmp_path / "nursery.wav")
-    replayed: list[dict] = []
-    report = replay_paths(
-        [str(wav)], CryClassifier(test_model, 1), DetectorSettings(), [replayed.append]
-    )
+    recorder = Recorder()
+    report = replay_paths([str(wav)], CryClassifier(test_model, 1), Settings(), [recorder])
+    replayed = recorder.lines
     assert report.errors == [] and [e["type"] for e in replayed] == ["cry_onset", "cry_end"]
 
     notify = NotifyListener(tmp_path / "notify.sock")

@@ -249,6 +249,8 @@ def test_distillation_is_reproducible_and_exports_a_model_the_service_loads(
     from pi_monitor.training.heads import fit_cry_teacher
     from pi_monitor.training.train import Recipe, train
 
+    from model_cost import model_cost
+
     split, train_pool, val_pool = pools
     rows, val_rows = train_pool.usable(split.train), val_pool.usable(split.val)
     teacher = fit_cry_teacher(train_pool, rows, val_pool, val_rows)
@@ -275,6 +277,11 @@ def test_distillation_is_reproducible_and_exports_a_model_the_service_loads(
     assert models[0].info.features == FRONT_END
     assert models[0].info.threshold == pytest.approx(trained.threshold, abs=1e-4)
     assert isinstance(models[0], CryClassifier)
+    cost = model_cost(tmp_path / "a.onnx")
+    assert (cost.macs_per_window, cost.macs_per_hop) == (
+        trained.macs_per_window,
+        trained.macs_per_hop,
+    )
 
 
 def test_cli_trains_evaluates_and_tabulates_on_a_corpus_folder(

@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 import torch
 
-from pi_monitor.classifier import CryClassifier
+from pi_monitor.classifier import CryClassifier, ModelInfo
 from pi_monitor.training.examples import FRONT_END, WINDOW_FRAMES, WINDOW_HOP_FRAMES
 from pi_monitor.training.train import Trained
 
@@ -22,27 +22,19 @@ OPSET = 17
 
 
 def metadata(trained: Trained) -> dict[str, str]:
-    fe = FRONT_END
-    return {
-        "sample_rate": str(fe.sample_rate),
-        "n_fft": str(fe.n_fft),
-        "hop_length": str(fe.hop_length),
-        "win_length": str(fe.win_length),
-        "n_mels": str(fe.n_mels),
-        "fmin": str(fe.fmin),
-        "fmax": str(fe.fmax),
-        "log_offset": str(fe.log_offset),
-        "window_frames": str(WINDOW_FRAMES),
-        "window_hop_frames": str(WINDOW_HOP_FRAMES),
-        "threshold": f"{trained.threshold:.4f}",
-        "description": (
+    return ModelInfo(
+        features=FRONT_END,
+        window_frames=WINDOW_FRAMES,
+        window_hop_frames=WINDOW_HOP_FRAMES,
+        threshold=round(trained.threshold, 4),
+        description=(
             f"CryNet time-convolutional CNN distilled from YAMNet and mn04, "
             f"{trained.macs_per_window} MACs/window ({trained.macs_per_hop} per hop in a long "
             f"run), trained on split {trained.split}, temperature {trained.temperature:.3f}, "
             f"seed {trained.recipe.seed}, {trained.recipe.epochs:g} epochs; "
             "see models/MODEL_CARD.md"
         ),
-    }
+    ).metadata()
 
 
 def export(trained: Trained, path: Path) -> CryClassifier:
