@@ -1,10 +1,12 @@
 """One pipeline for mic and file: blocks → log-mel → classifier windows → detector events.
 
 It counts audio time itself (samples seen / rate), so live and replay agree decision for
-decision. Windows are cut from the frame stream at fixed frame indices, so the scores do not
-depend on how the audio was split into blocks. Blocks wait, unprocessed, until they complete the
-next window: live capture delivers ten small blocks a second and a window is due about four
-times a second, so this halves the calls into numpy without delaying any score.
+decision. Windows start at fixed frame indices, so the scores do not depend on how the audio was
+split into blocks. Blocks wait, unprocessed, until they complete the next window: live capture
+delivers ten small blocks a second and a window is due about four times a second, so this halves
+the calls into numpy without delaying any score. Every window a block completes goes to the
+model in one run of frames: the model is convolutional in time, so in a replay's long blocks
+overlapping windows share each frame's computation.
 """
 
 from __future__ import annotations

@@ -28,7 +28,9 @@ def loudness_model(path: Path, level: float = -10.5, slope: float = 2.0, **meta:
     Convolutional in time like the real model: a run of frames in, one logit per window out."""
     fe = {**FRONT_END, **meta}
     frames, hop = int(fe["window_frames"]), int(fe["window_hop_frames"])
-    x = helper.make_tensor_value_info("logmel", TensorProto.FLOAT, ["batch", "frames", fe["n_mels"]])
+    x = helper.make_tensor_value_info(
+        "logmel", TensorProto.FLOAT, ["batch", "frames", fe["n_mels"]]
+    )
     y = helper.make_tensor_value_info("logit", TensorProto.FLOAT, ["batch", "positions"])
     consts = [
         helper.make_tensor("mels", TensorProto.INT64, [1], [2]),

@@ -39,7 +39,8 @@ def test_shipped_model_front_end_stays_below_4_khz_so_bandwidth_cannot_be_a_cue(
 
 def test_shipped_model_scores_a_long_run_as_its_windows_one_by_one() -> None:
     classifier = CryClassifier(DEFAULT_MODEL)
-    run = np.random.default_rng(0).normal(-8, 3, (WINDOW_FRAMES + 299 * WINDOW_HOP_FRAMES, 64))
+    shape = (WINDOW_FRAMES + 299 * WINDOW_HOP_FRAMES, FRONT_END.n_mels)
+    run = np.random.default_rng(0).normal(-8, 3, shape)
     scores, logits = classifier.predict(run.astype(np.float32))
     assert scores.shape == logits.shape == (300,)
     for j in (0, 1, 255, 256, 299):

@@ -133,7 +133,7 @@ def train(
     val_y = np.asarray(val_pool["label"][known], np.float64)
 
     model = CryNet(FRONT_END.n_mels, recipe.widths, recipe.embedding)
-    steps = int(recipe.epochs * len(rows) / recipe.batch)
+    steps = max(1, int(recipe.epochs * len(rows) / recipe.batch))
     optimiser = torch.optim.AdamW(
         model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay
     )
