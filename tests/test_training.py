@@ -227,6 +227,21 @@ def test_a_fold_uses_no_pool_window_made_of_what_it_holds_out(
     assert used <= allowed
 
 
+def test_windows_holding_a_weighted_family_weigh_more_and_the_rest_weigh_one(
+    pools: tuple, tiny_corpus: Path
+) -> None:
+    split, train, _ = pools
+    rows = train.usable(split.train)
+    weights = train.weights(rows, split.train, {"animals": 3.0})
+    animal = {str(c.file) for c in split.train if c.family == "animals"}
+    holds = [
+        any(train.clip_files[i] in animal for i in parts if i >= 0)
+        for parts in train["parts"][rows]
+    ]
+    assert any(holds) and not all(holds)
+    assert np.array_equal(weights, np.where(holds, 3.0, 1.0))
+
+
 def test_a_heavily_penalised_head_keeps_the_teachers_own_judgement() -> None:
     from pi_monitor.training.heads import fit_head
 
@@ -260,6 +275,7 @@ def test_distillation_is_reproducible_and_exports_a_model_the_service_loads(
         trained = train(
             train_pool,
             rows,
+            train_pool.weights(rows, split.train, dict(recipe.family_weights)),
             val_pool,
             val_rows,
             teacher,

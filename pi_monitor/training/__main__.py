@@ -132,9 +132,11 @@ def _train(args: argparse.Namespace, ws: Workspace, split: Split) -> Path:
     train_pool, val_pool = ws.pools()
     teacher = CryTeacher.load(ws.cry_teacher(split))
     recipe = Recipe(epochs=args.epochs, seed=args.seed, threads=args.threads)
+    rows = train_pool.usable(split.train)
     trained = train(
         train_pool,
-        train_pool.usable(split.train),
+        rows,
+        train_pool.weights(rows, ws.clips, dict(recipe.family_weights)),
         val_pool,
         val_pool.usable(split.val),
         teacher,
@@ -192,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("train", "loso"):
         p = sub.add_parser(name)
         _common(p)
-        p.add_argument("--epochs", type=float, default=4.0, help="passes over the pool")
+        p.add_argument("--epochs", type=float, default=5.0, help="passes over the pool")
         p.add_argument("--threads", type=int, default=2, help="torch threads")
         p.add_argument("--out", type=Path, default=Path("models/cry.onnx"))
         p.add_argument("--checkpoint", type=Path, default=DEFAULT_CACHE / "runs" / "cry.pt")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -88,6 +88,16 @@ class Pool:
         if not banned:
             return np.arange(len(self))
         return np.flatnonzero(~np.isin(self["parts"], banned).any(axis=1))
+
+    def weights(
+        self, rows: np.ndarray, clips: Sequence[Clip], by_family: Mapping[str, float]
+    ) -> np.ndarray:
+        """Each row's loss weight: the largest of its clips' family weights (1 for the rest), so
+        a family the student finds hard (cats meowing like babies) counts for more."""
+        family = {str(c.file): c.family for c in clips}
+        per_clip = [by_family.get(family.get(f, ""), 1.0) for f in self.clip_files]
+        table = np.array([*per_clip, 1.0], np.float32)  # parts == -1 picks the trailing 1
+        return table[self["parts"][rows]].max(axis=1)
 
 
 def build(

@@ -36,12 +36,13 @@ from pi_monitor.training.pool import Pool
 class Recipe:
     """Everything that decides a trained model besides the data."""
 
-    epochs: float = 4.0
+    epochs: float = 5.0
     batch: int = 256
     lr: float = 3e-3
     weight_decay: float = 1e-2
     hard_weight: float = 0.5
     audioset_weight: float = 1.0
+    family_weights: tuple[tuple[str, float], ...] = (("animals", 3.0),)
     gain_db: float = 10.0
     spec_mask: float = 0.5
     val_every: int = 400
@@ -113,6 +114,7 @@ def _bce(logits: np.ndarray, labels: np.ndarray) -> float:
 def train(
     pool: Pool,
     rows: np.ndarray,
+    weights: np.ndarray,
     val_pool: Pool,
     val_rows: np.ndarray,
     teacher: CryTeacher,
@@ -122,7 +124,8 @@ def train(
     recipe: Recipe = Recipe(),
     progress: bool = True,
 ) -> Trained:
-    """Train on pool `rows` with `teacher`'s targets; validate on `val_rows` and `val_clips`."""
+    """Train on pool `rows` (each row's cry loss times `weights`) with `teacher`'s targets;
+    validate on `val_rows` and `val_clips`."""
     started = time.process_time()
     torch.manual_seed(recipe.seed)
     torch.set_num_threads(recipe.threads)
@@ -151,7 +154,9 @@ def train(
         audioset = 1 / (1 + np.exp(-np.asarray(pool["mn04_logit"][r], np.float32)))
         model.train()
         cry, classes = model.both(torch.from_numpy(x))
-        loss = bce(cry[:, 0], torch.from_numpy(targets[pick])) + recipe.audioset_weight * bce(
+        weight = torch.from_numpy(weights[pick])
+        per_row = bce(cry[:, 0], torch.from_numpy(targets[pick]), reduction="none")
+        loss = (weight * per_row).sum() / weight.sum() + recipe.audioset_weight * bce(
             classes[:, :, 0], torch.from_numpy(audioset)
         )
         optimiser.zero_grad()
