@@ -215,9 +215,10 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--report", type=Path, help="also write the figures as JSON here")
         p.add_argument(
             "--with-teachers",
-            action="store_true",
+            action=argparse.BooleanOptionalAction,
             default=p is sub.choices["loso"],
-            help="add the teacher rows (YAMNet and mn04 as they are, the ensemble)",
+            help="add the teacher rows (YAMNet and mn04 as they are, the ensemble); "
+            "loso adds them unless --no-with-teachers",
         )
     p = sub.add_parser("export")
     p.add_argument("checkpoint", type=Path)
