@@ -1,8 +1,11 @@
 """The ONNX cry classifier and the front end it carries in its metadata.
 
-The model takes log-mel windows `(batch, window_frames, n_mels)` and returns one cry logit per
-window (temperature scaling is inside the graph); the score is its sigmoid. Its
-`metadata_props` hold the feature parameters, so a model and its features cannot drift apart.
+The model is convolutional in time: it takes a run of log-mel frames `(batch, frames, n_mels)`
+and returns one cry logit per complete window in it, `(batch, positions)`, window j covering
+frames `[j * window_hop_frames, j * window_hop_frames + window_frames)` (temperature scaling is
+inside the graph); the score is the logit's sigmoid. A long run costs far less than its windows
+one by one, because overlapping windows share their frames' computation. Its `metadata_props`
+hold the feature parameters, so a model and its features cannot drift apart.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ FEATURE_KEYS = {
 WINDOW_KEYS = {"window_frames": int, "window_hop_frames": int, "threshold": float}
 REQUIRED_KEYS = (*FEATURE_KEYS, *WINDOW_KEYS)
 OPTIONAL_KEYS = {"off_threshold": float, "description": str}
-MAX_BATCH = 256
+MAX_POSITIONS = 256  # windows per onnxruntime call: bounds the memory of a long replay block
 
 
 class ModelError(ValueError):
@@ -130,18 +133,25 @@ class CryClassifier:
         (model_input,) = self._session.get_inputs()
         self._input = model_input.name
         shape = model_input.shape
-        expected = (self.info.window_frames, self.info.features.n_mels)
-        if len(shape) != 3 or tuple(shape[1:]) != expected:
+        if len(shape) != 3 or shape[2] != self.info.features.n_mels:
             raise ModelError(
                 f"{self.path}: input shape {shape} does not match metadata "
-                f"(batch, {expected[0]}, {expected[1]})"
+                f"(batch, frames, {self.info.features.n_mels})"
             )
 
-    def predict(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Scores and logits for windows of shape (n, window_frames, n_mels)."""
-        logits = [
-            self._session.run(None, {self._input: windows[i : i + MAX_BATCH]})[0].reshape(-1)
-            for i in range(0, len(windows), MAX_BATCH)
-        ]
+    def windows_in(self, frames: int) -> int:
+        """Complete windows in a run of `frames` frames."""
+        size, hop = self.info.window_frames, self.info.window_hop_frames
+        return 0 if frames < size else (frames - size) // hop + 1
+
+    def predict(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and logits of every complete window in a run of frames `(n, n_mels)`."""
+        size, hop = self.info.window_frames, self.info.window_hop_frames
+        count = self.windows_in(len(frames))
+        logits = []
+        for first in range(0, count, MAX_POSITIONS):
+            n = min(MAX_POSITIONS, count - first)
+            run = frames[first * hop : first * hop + size + (n - 1) * hop]
+            logits.append(self._session.run(None, {self._input: run[None]})[0].reshape(-1))
         logit = np.concatenate(logits).astype(np.float64) if logits else np.zeros(0)
         return sigmoid(logit), logit

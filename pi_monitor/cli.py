@@ -87,9 +87,9 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--block-frames",
         type=int,
-        default=16000,
         metavar="N",
-        help="read files N samples at a time (results do not depend on it)",
+        help="read files N samples at a time (default 160000, 4000 when paced; results do not "
+        "depend on it)",
     )
     g = p.add_argument_group("try a Home Assistant automation without a baby")
     g.add_argument(
@@ -115,7 +115,7 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from pi_monitor.replay import RealTime, replay_paths
+    from pi_monitor.replay import BLOCK_FRAMES, PACED_BLOCK_FRAMES, RealTime, replay_paths
     from pi_monitor.sinks import Sink
 
     settings = _settings(args)
@@ -123,11 +123,14 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         return _remove_replay_device(settings, args.paths)
     if not args.paths:
         raise ConfigError("give at least one PATH to replay (or --remove-device)")
-    if args.block_frames < 1:
-        raise ConfigError(f"--block-frames must be at least 1, got {args.block_frames}")
     speed = (1.0 if args.mqtt else 0.0) if args.speed is None else args.speed
     if not speed >= 0.0:
         raise ConfigError(f"--speed must be 0 or more, got {args.speed}")
+    block_frames = args.block_frames
+    if block_frames is None:
+        block_frames = PACED_BLOCK_FRAMES if speed else BLOCK_FRAMES
+    if block_frames < 1:
+        raise ConfigError(f"--block-frames must be at least 1, got {args.block_frames}")
     classifier = CryClassifier(args.model or settings.model.path, settings.model.threads)
     if args.out:
         _refuse_input_as_output(args.out, args.paths)
@@ -148,7 +151,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
                 classifier,
                 settings,
                 sinks,
-                block_frames=args.block_frames,
+                block_frames=block_frames,
                 progress=sys.stderr,
                 coach=coach,
                 commands=session,

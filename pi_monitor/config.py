@@ -25,8 +25,8 @@ from pi_monitor.methods import MAX_CRYING_CAP_S, METHODS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = REPO_ROOT / "models" / "cry.onnx"
-# Longest confirmation a parent may set: at 3 s the held-out test reported under a third of its
-# cries at all (71 % at 0.5 s, 45 % at 2 s); see the model card's `min_bout_s` section.
+# Longest confirmation a parent may set: with the first model, at 3 s the held-out test reported
+# under a third of its cries at all (71 % at 0.5 s, 45 % at 2 s; the model card's git history).
 MIN_BOUT_MAX_S = 2.0
 MIN_BOUT_STEP_S = 0.25  # Home Assistant's number entity offers (and accepts) these steps only
 # The classifier's score is a calibrated probability. Below 0.5 it says "more likely not a cry",

@@ -1,10 +1,12 @@
 """One pipeline for mic and file: blocks → log-mel → classifier windows → detector events.
 
 It counts audio time itself (samples seen / rate), so live and replay agree decision for
-decision. Windows are cut from the frame stream at fixed frame indices, so the scores do not
-depend on how the audio was split into blocks. Blocks wait, unprocessed, until they complete the
-next window: live capture delivers ten small blocks a second and a window is due about four
-times a second, so this halves the calls into numpy without delaying any score.
+decision. Windows start at fixed frame indices, so the scores do not depend on how the audio was
+split into blocks. Blocks wait, unprocessed, until they complete the next window: live capture
+delivers ten small blocks a second and a window is due about four times a second, so this halves
+the calls into numpy without delaying any score. Every window a block completes goes to the
+model in one run of frames: the model is convolutional in time, so in a replay's long blocks
+overlapping windows share each frame's computation.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pi_monitor.classifier import CryClassifier
 from pi_monitor.config import DetectorSettings
 from pi_monitor.detector import CryDetector, DetectorParams
 from pi_monitor.events import Event, Score
-from pi_monitor.features import FeatureExtractor, strided_frames
+from pi_monitor.features import FeatureExtractor
 
 
 class Pipeline:
@@ -53,12 +55,10 @@ class Pipeline:
         frames = self.features.process(np.concatenate(self._waiting))
         self._waiting.clear()
         self._frames = np.concatenate((self._frames, frames))
-        # Every complete window from the next one on, as one view of the frame buffer.
-        n_mels = self._frames.shape[1]
-        ahead = self._frames[self._next_window - self._frames_start :].ravel()
-        windows = strided_frames(ahead, size * n_mels, hop * n_mels).reshape(-1, size, n_mels)
-        scores, logits = self.classifier.predict(windows)
-        starts = range(self._next_window, self._next_window + hop * len(windows), hop)
+        # Every complete window from the next one on, in one run of frames.
+        ahead = self._frames[self._next_window - self._frames_start :]
+        scores, logits = self.classifier.predict(ahead)
+        starts = range(self._next_window, self._next_window + hop * len(scores), hop)
         self._next_window = starts.stop
         # a hop longer than a window skips frames
         keep_from = min(self._next_window, self._frames_start + len(self._frames))

@@ -36,13 +36,20 @@ class ReplayReport:
     errors: list[str] = field(default_factory=list)
 
 
+# Frames read per block. Unpaced, long blocks: the model scores a long run of frames for a
+# fraction of what its windows cost one by one. Paced, short ones: Home Assistant sees each
+# change about when it would happen live.
+BLOCK_FRAMES = 160_000  # 10 s at 16 kHz
+PACED_BLOCK_FRAMES = 4_000  # 0.25 s at 16 kHz
+
+
 def replay_paths(
     paths: Iterable[str],
     classifier: CryClassifier,
     settings: Settings,
     sinks: Sequence[Sink],
     *,
-    block_frames: int = 16000,
+    block_frames: int = BLOCK_FRAMES,
     progress: TextIO | None = None,
     coach: Callable[[], Coach] | None = None,
     commands: Sequence[Command] = (),

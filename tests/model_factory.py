@@ -23,18 +23,28 @@ FRONT_END = {
 
 
 def loudness_model(path: Path, level: float = -10.5, slope: float = 2.0, **meta: object) -> Path:
-    """logit = slope * (mean log-mel of the window - level): loud windows score high."""
+    """logit = slope * (mean log-mel of the window - level): loud windows score high.
+
+    Convolutional in time like the real model: a run of frames in, one logit per window out."""
     fe = {**FRONT_END, **meta}
-    frames, mels = int(fe["window_frames"]), int(fe["n_mels"])
-    x = helper.make_tensor_value_info("logmel", TensorProto.FLOAT, ["batch", frames, mels])
-    y = helper.make_tensor_value_info("logit", TensorProto.FLOAT, ["batch"])
+    frames, hop = int(fe["window_frames"]), int(fe["window_hop_frames"])
+    x = helper.make_tensor_value_info(
+        "logmel", TensorProto.FLOAT, ["batch", "frames", fe["n_mels"]]
+    )
+    y = helper.make_tensor_value_info("logit", TensorProto.FLOAT, ["batch", "positions"])
     consts = [
-        helper.make_tensor("axes", TensorProto.INT64, [2], [1, 2]),
+        helper.make_tensor("mels", TensorProto.INT64, [1], [2]),
+        helper.make_tensor("channel", TensorProto.INT64, [1], [1]),
         helper.make_tensor("level", TensorProto.FLOAT, [], [level]),
         helper.make_tensor("slope", TensorProto.FLOAT, [], [slope]),
     ]
     nodes = [
-        helper.make_node("ReduceMean", ["logmel", "axes"], ["mean"], keepdims=0),
+        helper.make_node("ReduceMean", ["logmel", "mels"], ["per_frame"], keepdims=0),
+        helper.make_node("Unsqueeze", ["per_frame", "channel"], ["as_channel"]),
+        helper.make_node(
+            "AveragePool", ["as_channel"], ["pooled"], kernel_shape=[frames], strides=[hop]
+        ),
+        helper.make_node("Squeeze", ["pooled", "channel"], ["mean"]),
         helper.make_node("Sub", ["mean", "level"], ["centred"]),
         helper.make_node("Mul", ["centred", "slope"], ["logit"]),
     ]

@@ -22,13 +22,22 @@ def test_metadata_configures_the_front_end(test_model) -> None:
     assert info.hop_s == pytest.approx(0.25)
 
 
-def test_predict_returns_a_score_and_logit_per_window(test_model) -> None:
+def test_predict_returns_a_score_and_logit_per_window_in_a_run_of_frames(test_model) -> None:
     classifier = CryClassifier(test_model)
-    windows = np.full((300, 100, 40), -5.0, np.float32)  # more than one batch
-    scores, logits = classifier.predict(windows)
+    frames = np.full((100 + 25 * 299 + 7, 40), -5.0, np.float32)  # 300 windows, over one call
+    scores, logits = classifier.predict(frames)
     assert scores.shape == logits.shape == (300,)
     np.testing.assert_allclose(scores, 1 / (1 + np.exp(-logits)))
     assert np.all((scores > 0) & (scores < 1))
+
+
+def test_a_run_of_frames_scores_each_window_as_it_would_alone(test_model) -> None:
+    classifier = CryClassifier(test_model)
+    frames = np.random.default_rng(0).normal(-8, 3, (100 + 25 * 20, 40)).astype(np.float32)
+    _, together = classifier.predict(frames)
+    alone = [classifier.predict(frames[25 * j : 25 * j + 100])[1][0] for j in range(21)]
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+    assert len(classifier.predict(frames[:99])[1]) == 0
 
 
 def _edit_metadata(path, **changes: str | None):
@@ -57,7 +66,7 @@ def test_unparsable_or_inconsistent_metadata_is_named(tmp_path) -> None:
     too_high = _edit_metadata(loudness_model(tmp_path / "b.onnx"), fmax="6000")
     with pytest.raises(ModelError, match="fmax"):
         CryClassifier(too_high)
-    mismatch = _edit_metadata(loudness_model(tmp_path / "c.onnx"), window_frames="50")
+    mismatch = _edit_metadata(loudness_model(tmp_path / "c.onnx"), n_mels="50")
     with pytest.raises(ModelError, match="input shape"):
         CryClassifier(mismatch)
 

@@ -1,11 +1,14 @@
-"""Training code on a tiny generated corpus: splits, augmentation, seeded training, export.
+"""Training code on a tiny generated corpus: splits, augmentation, the labelled pool, the cry
+teacher, seeded distillation, export.
 
-Needs torch (the `train` extra); skipped with a reason without it. No accuracy is asserted:
-a few dozen steps on synthetic tones prove the plumbing, not the model.
+Pool and training tests need torch and ai-edge-litert (the `train` extra) and the teachers in
+../shared/teachers; they skip with a reason without them. No accuracy is asserted: a few
+steps on synthetic tones prove the plumbing, not the model.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +26,16 @@ from pi_monitor.training.corpus import (
     leave_one_source_out,
     read_manifest,
 )
-from pi_monitor.training.examples import FRONT_END, WINDOW_FRAMES, ExampleSampler
+from pi_monitor.training.examples import (
+    FRONT_END,
+    UNKNOWN,
+    WINDOW_FRAMES,
+    ExampleSampler,
+    Mixing,
+    window_samples,
+)
+
+TEACHERS = Path(__file__).resolve().parents[2] / "shared" / "teachers"
 
 SR = 16000
 HEADER = "path,label,category,source,group,license,orig_sr,duration_s\n"
@@ -65,9 +77,27 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def cache(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> AudioCache:
-    return AudioCache(
-        tiny_corpus, read_manifest(tiny_corpus), 8000, tmp_path_factory.mktemp("cache")
-    )
+    return AudioCache(read_manifest(tiny_corpus), SR, tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="module")
+def teachers() -> Path:
+    pytest.importorskip("torch", reason="torch not installed (pip install -e .[train])")
+    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert not installed (.[train])")
+    if not (TEACHERS / "yamnet.tflite").is_file():
+        pytest.skip(f"teachers not found at {TEACHERS} (they sit beside the project in ../shared)")
+    return TEACHERS
+
+
+@pytest.fixture(scope="module")
+def pools(tiny_corpus: Path, cache: AudioCache, teachers: Path, tmp_path_factory) -> tuple:
+    from pi_monitor.training.pool import PoolSpec, build
+
+    split = held_out_groups(read_manifest(tiny_corpus))
+    folder = tmp_path_factory.mktemp("pools")
+    train = build(split.train, cache, PoolSpec(512, 0), folder / "t", teachers, 0, False)
+    val = build(split.val, cache, PoolSpec(256, 1), folder / "v", teachers, 0, False)
+    return split, train, val
 
 
 def test_group_split_never_puts_a_group_on_two_sides(tiny_corpus: Path) -> None:
@@ -97,10 +127,10 @@ def test_licences_marked_non_commercial_or_unknown_are_not_permissive() -> None:
     assert not is_permissive("NONE in repo (unknown)")
 
 
-def test_cache_returns_each_clip_at_the_model_rate(tiny_corpus: Path, cache: AudioCache) -> None:
+def test_cache_returns_each_clip_as_decoded(tiny_corpus: Path, cache: AudioCache) -> None:
     clip = read_manifest(tiny_corpus)[0]
-    original, _ = soundfile.read(tiny_corpus / clip.path)
-    assert len(cache.audio(clip)) == len(original) // 2
+    original, _ = soundfile.read(tiny_corpus / clip.path, dtype="float32")
+    np.testing.assert_allclose(cache.audio(clip), original, atol=1 / 32768)
 
 
 def test_mix_puts_the_signal_at_the_requested_snr() -> None:
@@ -134,88 +164,170 @@ def test_tonal_sound_is_harmonic_seeded_and_at_unit_level() -> None:
 def test_filter_designs_on_the_cache_grid_match_a_fresh_design() -> None:
     import scipy.signal
 
-    fresh = scipy.signal.butter(4, 2350, fs=8000, output="sos")
-    assert np.allclose(augment.butter(4, 2351.7, 8000), fresh)
+    fresh = scipy.signal.butter(4, 2350, fs=16000, output="sos")
+    assert np.allclose(augment.butter(4, 2351.7, 16000), fresh)
 
 
-def test_spectral_masks_blank_bands_only_in_masked_examples(
+def test_sampler_examples_are_seeded_windows_that_name_their_clips(
     tiny_corpus: Path, cache: AudioCache
 ) -> None:
-    from pi_monitor.training.examples import Mixing
-
     clips = read_manifest(tiny_corpus)
-    plain = ExampleSampler(clips, cache, Mixing(spec_mask=0.0)).batch(np.random.default_rng(2), 16)
-    masked = ExampleSampler(clips, cache, Mixing(spec_mask=1.0)).batch(np.random.default_rng(2), 16)
-    changed = [not np.array_equal(p, m) for p, m in zip(plain[0], masked[0], strict=True)]
-    assert 0 < sum(changed) <= 16
+    sampler = ExampleSampler(clips, cache)
+    first = [sampler.example(np.random.default_rng(4), i % 2 == 1) for i in range(16)]
+    again = [sampler.example(np.random.default_rng(4), i % 2 == 1) for i in range(16)]
+    for a, b in zip(first, again, strict=True):
+        assert np.array_equal(a.audio, b.audio) and a.label == b.label and a.parts == b.parts
+        assert a.audio.shape == (window_samples(),) and a.audio.dtype == np.float32
+    cries = [e for e in first if e.label != 0]
+    assert all(e.parts[0].is_cry for e in cries)
+    assert all(not c.is_cry for e in first if e.label == 0 for c in e.parts)
 
 
-def test_sampler_batches_are_features_of_the_service_front_end(
+def test_a_cry_that_begins_inside_the_window_is_left_to_the_teachers(
     tiny_corpus: Path, cache: AudioCache
 ) -> None:
-    sampler = ExampleSampler(read_manifest(tiny_corpus), cache)
-    feats, labels = sampler.batch(np.random.default_rng(0), 8)
-    assert feats.shape == (8, WINDOW_FRAMES, FRONT_END.n_mels) and feats.dtype == np.float32
-    assert labels.sum() == 4
-    again, _ = sampler.batch(np.random.default_rng(0), 8)
-    assert np.array_equal(feats, again)
+    sampler = ExampleSampler(read_manifest(tiny_corpus), cache, Mixing(partial_cry=1.0))
+    example = sampler.example(np.random.default_rng(0), cry=True)
+    assert example.label == UNKNOWN
 
 
 def test_training_package_does_not_import_torch_for_data_and_evaluation() -> None:
     code = (
         "import sys, pi_monitor.training, pi_monitor.training.evaluate, "
-        "pi_monitor.training.examples; print('torch' in sys.modules)"
+        "pi_monitor.training.examples, pi_monitor.training.corpus; print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
-def test_training_is_reproducible_and_exports_a_model_the_service_loads(
-    tiny_corpus: Path, cache: AudioCache, tmp_path: Path
+def test_the_pool_holds_features_teacher_outputs_and_labels_whatever_the_worker_count(
+    pools: tuple, tiny_corpus: Path, cache: AudioCache, teachers: Path, tmp_path: Path
 ) -> None:
-    pytest.importorskip("torch", reason="torch not installed (pip install -e .[train])")
+    from pi_monitor.training.pool import PoolSpec, build
+
+    split, train, _ = pools
+    assert len(train) == 512
+    assert train["features"].shape == (512, WINDOW_FRAMES, FRONT_END.n_mels)
+    assert set(np.unique(train["label"])) <= {UNKNOWN, 0, 1}
+    assert np.all(np.isfinite(np.asarray(train["yamnet_embedding"], np.float32)))
+    again = build(split.train, cache, PoolSpec(512, 0), tmp_path / "again", teachers, 1, False)
+    for name in ("features", "label", "parts"):
+        assert np.array_equal(again[name], train[name]), name
+
+
+def test_a_fold_uses_no_pool_window_made_of_what_it_holds_out(
+    pools: tuple, tiny_corpus: Path
+) -> None:
+    _, train, _ = pools
+    fold = leave_one_source_out(read_manifest(tiny_corpus), "toneA", "animals")
+    rows = train.usable(fold.train)
+    assert 0 < len(rows) < len(train)
+    allowed = {str(c.file) for c in fold.train}
+    used = {train.clip_files[i] for i in np.unique(train["parts"][rows]) if i >= 0}
+    assert used <= allowed
+
+
+def test_windows_holding_a_weighted_family_weigh_more_and_the_rest_weigh_one(
+    pools: tuple, tiny_corpus: Path
+) -> None:
+    split, train, _ = pools
+    rows = train.usable(split.train)
+    weights = train.weights(rows, split.train, {"animals": 3.0})
+    animal = {str(c.file) for c in split.train if c.family == "animals"}
+    holds = [
+        any(train.clip_files[i] in animal for i in parts if i >= 0)
+        for parts in train["parts"][rows]
+    ]
+    assert any(holds) and not all(holds)
+    assert np.array_equal(weights, np.where(holds, 3.0, 1.0))
+
+
+def test_a_heavily_penalised_head_keeps_the_teachers_own_judgement() -> None:
+    from pi_monitor.training.heads import fit_head
+
+    rng = np.random.default_rng(0)
+    embedding = rng.standard_normal((400, 8))
+    prior = rng.standard_normal(400) * 3
+    labels = (embedding[:, 0] > 0).astype(float)  # the data disagree with the prior
+    val = (embedding, prior, labels)
+    free = fit_head(embedding, prior, labels, val, penalties=(1e-6,))
+    stiff = fit_head(embedding, prior, labels, val, penalties=(1e3,))
+    assert abs(free.weights[0]) > 10 * abs(stiff.weights[0])
+    assert np.corrcoef(stiff.logit(embedding, prior), prior)[0, 1] > 0.99
+
+
+def test_distillation_is_reproducible_and_exports_a_model_the_service_loads(
+    pools: tuple, cache: AudioCache, tmp_path: Path
+) -> None:
     from pi_monitor.classifier import CryClassifier
     from pi_monitor.training.export import export
+    from pi_monitor.training.heads import fit_cry_teacher
     from pi_monitor.training.train import Recipe, train
 
     from model_cost import model_cost
 
-    split = held_out_groups(read_manifest(tiny_corpus))
-    recipe = Recipe(steps=6, batch=8, val_examples=16, val_every=3, workers=0)
-    first = train(split, cache, recipe, progress=False)
-    second = train(split, cache, Recipe(**{**recipe.__dict__, "workers": 1}), progress=False)
-    export(first, tmp_path / "a.onnx")
-    export(second, tmp_path / "b.onnx")
-    a, b = CryClassifier(tmp_path / "a.onnx"), CryClassifier(tmp_path / "b.onnx")
-    windows = np.random.default_rng(0).normal(-8, 3, (4, WINDOW_FRAMES, FRONT_END.n_mels))
-    np.testing.assert_allclose(
-        a.predict(windows.astype(np.float32))[1],
-        b.predict(windows.astype(np.float32))[1],
-        atol=1e-5,
+    split, train_pool, val_pool = pools
+    rows, val_rows = train_pool.usable(split.train), val_pool.usable(split.val)
+    teacher = fit_cry_teacher(train_pool, rows, val_pool, val_rows)
+    recipe = Recipe(epochs=0.05, batch=8, val_every=2, threads=1)
+    models = []
+    for name in ("a", "b"):
+        trained = train(
+            train_pool,
+            rows,
+            train_pool.weights(rows, split.train, dict(recipe.family_weights)),
+            val_pool,
+            val_rows,
+            teacher,
+            split.val,
+            cache,
+            split.name,
+            recipe,
+            False,
+        )
+        models.append(export(trained, tmp_path / f"{name}.onnx"))
+    frames = np.random.default_rng(0).normal(-8, 3, (WINDOW_FRAMES + 36, FRONT_END.n_mels))
+    a, b = (m.predict(frames.astype(np.float32))[1] for m in models)
+    assert len(a) == 4
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    assert models[0].info.features == FRONT_END
+    assert models[0].info.threshold == pytest.approx(trained.threshold, abs=1e-4)
+    assert isinstance(models[0], CryClassifier)
+    cost = model_cost(tmp_path / "a.onnx")
+    assert (cost.macs_per_window, cost.macs_per_hop) == (
+        trained.macs_per_window,
+        trained.macs_per_hop,
     )
-    assert a.info.features == FRONT_END and a.info.threshold == pytest.approx(
-        first.threshold, abs=1e-4
-    )
-    assert model_cost(tmp_path / "a.onnx").macs_per_window == first.macs_per_window
 
 
 def test_cli_trains_evaluates_and_tabulates_on_a_corpus_folder(
-    tiny_corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    tiny_corpus: Path, teachers: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    pytest.importorskip("torch", reason="torch not installed (pip install -e .[train])")
     from pi_monitor.training.__main__ import main
 
     model = tmp_path / "m.onnx"
-    common = ["--corpus", str(tiny_corpus), "--cache", str(tmp_path / "cache")]
+    common = [
+        "--corpus",
+        str(tiny_corpus),
+        "--cache",
+        str(tmp_path / "cache"),
+        "--teachers",
+        str(teachers),
+        "--no-transfer",
+        "--examples",
+        "512",
+        "--workers",
+        "0",
+    ]
     assert (
         main(
             [
                 "train",
                 *common,
-                "--steps",
-                "4",
-                "--workers",
-                "0",
+                "--epochs",
+                "0.05",
+                "--threads",
+                "1",
                 "--out",
                 str(model),
                 "--checkpoint",
@@ -224,19 +336,24 @@ def test_cli_trains_evaluates_and_tabulates_on_a_corpus_folder(
         )
         == 0
     )
-    assert (
-        main(["evaluate", *common, "--model", str(model), "--report", str(tmp_path / "r.json")])
-        == 0
-    )
-    assert (tmp_path / "r.json").stat().st_size > 0
-    assert main(["evaluate", *common, "--model", str(model), "--on", "val"]) == 0
-    assert main(["tables", str(tmp_path / "r.json")]) == 0
+    report = tmp_path / "r.json"
+    evaluate = ["evaluate", *common, "--model", str(model)]
+    assert main([*evaluate, "--with-teachers", "--report", str(report)]) == 0
+    rows = [r["scorer"] for r in json.loads(report.read_text())]
+    assert rows == [
+        "pi-monitor",
+        "YAMNet class 20 as it is",
+        "mn04 class 23 as it is",
+        "teacher ensemble",
+    ]
+    assert main([*evaluate, "--on", "val"]) == 0
+    assert main(["tables", str(report)]) == 0
     tables = capsys.readouterr().out
-    assert "| held-out-groups | " in tables and "per source" in tables
+    assert "| held-out-groups | YAMNet class 20 as it is |" in tables and "per source" in tables
 
 
 def test_cli_names_a_missing_corpus(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from pi_monitor.training.__main__ import main
 
-    assert main(["evaluate", "--corpus", str(tmp_path / "none")]) == 2
+    assert main(["evaluate", "--corpus", str(tmp_path / "none"), "--no-transfer"]) == 2
     assert "manifest.csv" in capsys.readouterr().err

@@ -1,9 +1,11 @@
-"""`python -m pi_monitor.training {train,export,evaluate,loso}`: the model's whole life cycle.
+"""`python -m pi_monitor.training {train,evaluate,loso,export,tables}`: the model's life cycle.
 
-train     trains on a split, saves a checkpoint, exports ONNX (held-out groups by default)
+train     builds what is missing (transfer audio, the labelled pools, the split's cry teacher),
+          then distils the student and exports ONNX (held-out groups by default)
 export    re-exports a checkpoint to ONNX
-evaluate  replays the split's test clips through the service pipeline and prints the figures
-loso      train + evaluate every leave-one-source-out fold
+evaluate  replays the split's test clips through the service pipeline and prints the figures;
+          --teachers adds the rows "YAMNet class 20 as it is", mn04's, and the teacher ensemble
+loso      train + evaluate (with the teacher rows) every leave-one-source-out fold
 tables    the model card's Markdown tables from evaluation reports (JSON)
 teachers  what the AudioSet teachers (YAMNet, mn04) hear in audio files, over time
 transfer  builds the transfer audio (Debian packages, rendered lullabies) into DIR/transfer
@@ -21,7 +23,10 @@ from pi_monitor.config import ConfigError, DetectorSettings, load_settings
 from pi_monitor.training.corpus import (
     DEFAULT_CACHE,
     DEFAULT_CORPUS,
+    DEFAULT_TEACHERS,
+    SAMPLE_RATE,
     AudioCache,
+    Clip,
     Split,
     held_out_groups,
     leave_one_source_out,
@@ -33,10 +38,13 @@ LOSO_FOLDS = (
     ("theunissenlab/BabyCriesDiscomfortPain", "animals"),
     ("donateacry-corpus", "music"),
     ("giulbia/baby_cry_detection", "noise"),
+    ("theunissenlab/BabyCriesDiscomfortPain", "singing"),
 )
+TRAIN_EXAMPLES = 200_000
+VAL_SHARE = 12  # the validation pool is a twelfth of the training pool's size
 
 
-def _split(args: argparse.Namespace, clips: list) -> Split:
+def _split(args: argparse.Namespace, clips: list[Clip]) -> Split:
     if args.cry_source or args.family:
         if not (args.cry_source and args.family):
             raise SystemExit("error: --cry-source and --family go together (leave-one-source-out)")
@@ -46,43 +54,138 @@ def _split(args: argparse.Namespace, clips: list) -> Split:
     return permissive_only(split) if args.permissive else split
 
 
+def _run_name(split: Split) -> str:
+    return split.name.replace("/", "_").replace(":", "-").replace("+", "-")
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="cry-data folder")
-    p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="decoded audio, runs")
+    p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="decoded audio, pools, runs")
+    p.add_argument("--teachers", type=Path, default=DEFAULT_TEACHERS, help="teachers folder")
+    p.add_argument(
+        "--no-transfer", action="store_true", help="cry-data only, no Debian transfer audio"
+    )
     p.add_argument("--cry-source", help="leave this cry source out (with --family)")
     p.add_argument("--family", help="leave this negative family out (with --cry-source)")
     p.add_argument("--permissive", action="store_true", help="train on permissive licences only")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--examples", type=int, default=TRAIN_EXAMPLES, help="training pool size")
+    p.add_argument("--workers", type=int, default=2, help="pool-labelling processes")
 
 
-def _train(args: argparse.Namespace, split: Split, cache: AudioCache) -> Path:
+def _clips(args: argparse.Namespace) -> list[Clip]:
+    """cry-data, and the transfer audio (built on first use, reused after)."""
+    clips = read_manifest(args.corpus)
+    if not args.no_transfer:
+        from pi_monitor.training import transfer
+
+        folder = args.cache / "transfer"
+        transfer.build(folder, args.cache / "transfer-tools")
+        clips += read_manifest(folder)
+    return clips
+
+
+class Workspace:
+    """The corpus, its audio cache, the pools and the cry teachers of one seed."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.clips = _clips(args)
+        self.cache = AudioCache(self.clips, SAMPLE_RATE, args.cache)
+        self.base = held_out_groups(self.clips, args.seed)
+        self.runs = args.cache / "runs"
+
+    def pools(self) -> tuple:
+        from pi_monitor.training import pool
+
+        a = self.args
+        built = []
+        for clips, examples, seed in (
+            (self.base.train, a.examples, a.seed),
+            (self.base.val, max(256, a.examples // VAL_SHARE), a.seed + 1000),
+        ):
+            spec = pool.PoolSpec(examples=examples, seed=seed)
+            folder = a.cache / f"pool-{spec.digest(clips)}"
+            built.append(pool.build(clips, self.cache, spec, folder, a.teachers, a.workers))
+        return tuple(built)
+
+    def cry_teacher(self, split: Split) -> Path:
+        """The split's cry teacher (fitted once, kept in the runs folder)."""
+        from pi_monitor.training.heads import fit_cry_teacher
+
+        path = self.runs / f"{_run_name(split)}-teacher.npz"
+        if not path.is_file():
+            train_pool, val_pool = self.pools()
+            teacher = fit_cry_teacher(
+                train_pool, train_pool.usable(split.train), val_pool, val_pool.usable(split.val)
+            )
+            teacher.save(path)
+            print(f"{path}: cry teacher for {split.name}")
+        return path
+
+
+def _train(args: argparse.Namespace, ws: Workspace, split: Split) -> Path:
     from pi_monitor.training.export import export
+    from pi_monitor.training.heads import CryTeacher
     from pi_monitor.training.train import Recipe, save_checkpoint, train
 
-    recipe = Recipe(steps=args.steps, seed=args.seed, threads=args.threads, workers=args.workers)
-    trained = train(split, cache, recipe)
+    train_pool, val_pool = ws.pools()
+    teacher = CryTeacher.load(ws.cry_teacher(split))
+    recipe = Recipe(epochs=args.epochs, seed=args.seed, threads=args.threads)
+    rows = train_pool.usable(split.train)
+    trained = train(
+        train_pool,
+        rows,
+        train_pool.weights(rows, ws.clips, dict(recipe.family_weights)),
+        val_pool,
+        val_pool.usable(split.val),
+        teacher,
+        split.val,
+        ws.cache,
+        split.name,
+        recipe,
+    )
     save_checkpoint(trained, args.checkpoint)
     export(trained, args.out)
     print(
         f"{args.out}: threshold {trained.threshold:.3f}, temperature {trained.temperature:.3f}, "
         f"val loss {trained.val_loss:.4f}, "
         f"val recall@threshold {trained.val_recall_at_threshold:.3f}, "
-        f"{trained.macs_per_window} MACs/window, {trained.seconds:.0f} s CPU (trainer process)"
+        f"{trained.macs_per_window} MACs/window ({trained.macs_per_hop} per hop), "
+        f"{trained.seconds:.0f} s CPU (trainer process)"
     )
     return args.out
 
 
 def _evaluate(
-    args: argparse.Namespace, split: Split, cache: AudioCache, detector: DetectorSettings
-) -> dict:
-    from pi_monitor.training.evaluate import evaluate, format_report
+    args: argparse.Namespace, ws: Workspace, split: Split, detector: DetectorSettings
+) -> list[dict]:
+    from pi_monitor.training.evaluate import (
+        StudentScorer,
+        TeacherScorer,
+        evaluate,
+        format_report,
+        teacher_rows,
+        validation_threshold,
+    )
 
-    report = evaluate(Path(args.model), split, cache, args.corpus, args.seed, detector)
-    print(format_report(report))
+    scorers = [StudentScorer(Path(args.model))]
+    if args.with_teachers:
+        rows = teacher_rows(args.teachers, ws.cry_teacher(split))
+        for row in ("yamnet", "mn04", "ensemble"):
+            scorer = TeacherScorer(row, rows, 0.5)
+            scorers.append(
+                TeacherScorer(row, rows, validation_threshold(scorer, split.val, ws.cache))
+            )
+    reports = []
+    for scorer in scorers:
+        report = evaluate(scorer, split, ws.cache, args.seed, detector)
+        print(format_report(report), flush=True)
+        reports.append(report)
     if args.report:
         args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text(json.dumps(report, indent=1))
-    return report
+        args.report.write_text(json.dumps(reports, indent=1))
+    return reports
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,9 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("train", "loso"):
         p = sub.add_parser(name)
         _common(p)
-        p.add_argument("--steps", type=int, default=2400)
-        p.add_argument("--threads", type=int, default=1, help="torch threads")
-        p.add_argument("--workers", type=int, default=1, help="augmentation processes")
+        p.add_argument("--epochs", type=float, default=5.0, help="passes over the pool")
+        p.add_argument("--threads", type=int, default=2, help="torch threads")
         p.add_argument("--out", type=Path, default=Path("models/cry.onnx"))
         p.add_argument("--checkpoint", type=Path, default=DEFAULT_CACHE / "runs" / "cry.pt")
     sub.choices["loso"].add_argument(
@@ -102,7 +204,6 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("evaluate")
     _common(p)
     p.add_argument("--model", type=Path, default=Path("models/cry.onnx"))
-    p.add_argument("--report", type=Path, help="also write the figures as JSON here")
     p.add_argument(
         "--on",
         choices=("test", "val"),
@@ -111,13 +212,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     for p in (sub.choices["loso"], sub.choices["evaluate"]):
         p.add_argument("--config", type=Path, help="evaluate with this config's [detector] table")
+        p.add_argument("--report", type=Path, help="also write the figures as JSON here")
+        p.add_argument(
+            "--with-teachers",
+            action=argparse.BooleanOptionalAction,
+            default=p is sub.choices["loso"],
+            help="add the teacher rows (YAMNet and mn04 as they are, the ensemble); "
+            "loso adds them unless --no-with-teachers",
+        )
     p = sub.add_parser("export")
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--out", type=Path, default=Path("models/cry.onnx"))
     p = sub.add_parser("tables")
     p.add_argument("reports", type=Path, nargs="+", help="JSON written by evaluate --report")
     p = sub.add_parser("teachers")
-    p.add_argument("--teachers", type=Path, help="teacher folder (default ../shared/teachers)")
+    p.add_argument("--teachers", type=Path, default=DEFAULT_TEACHERS, help="teachers folder")
     p.add_argument("files", type=Path, nargs="+", help="audio files (any rate, mixed to mono)")
     p = sub.add_parser("transfer")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="builds DIR/transfer")
@@ -125,18 +234,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "teachers":
-        from pi_monitor.training.teachers import DEFAULT_TEACHERS, listen
+        from pi_monitor.training.teachers import listen
 
-        return listen(args.files, args.teachers or DEFAULT_TEACHERS)
+        return listen(args.files, args.teachers)
     if args.command == "transfer":
         from pi_monitor.training.transfer import main as transfer
 
         return transfer(args.cache, args.seed)
-
     if args.command == "tables":
         from pi_monitor.training.evaluate import card_tables
 
-        print(card_tables([json.loads(r.read_text()) for r in args.reports]))
+        print(card_tables([r for path in args.reports for r in json.loads(path.read_text())]))
         return 0
     if args.command == "export":
         from pi_monitor.training.export import export
@@ -145,32 +253,33 @@ def main(argv: list[str] | None = None) -> int:
         export(load_checkpoint(args.checkpoint), args.out)
         print(f"{args.out}: exported from {args.checkpoint}")
         return 0
+    from pi_monitor.training.debian import PackageError
+    from pi_monitor.training.lullabies import RenderError
+
     try:
-        clips = read_manifest(args.corpus)
+        ws = Workspace(args)
         config = getattr(args, "config", None)  # evaluate and loso only
         detector = load_settings(config).detector if config else DetectorSettings()
-    except (FileNotFoundError, ConfigError) as e:
+    except (FileNotFoundError, ConfigError, PackageError, RenderError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    cache = AudioCache(args.corpus, clips, 8000, args.cache)
     if args.command == "train":
-        _train(args, _split(args, clips), cache)
+        _train(args, ws, _split(args, ws.clips))
     elif args.command == "evaluate":
-        split = _split(args, clips)
+        split = _split(args, ws.clips)
         if args.on == "val":
             split = dataclasses.replace(split, name=split.name + ":val", test=split.val)
-        _evaluate(args, split, cache, detector)
+        _evaluate(args, ws, split, detector)
     else:
-        runs = args.cache / "runs"
         folds = LOSO_FOLDS if args.fold is None else LOSO_FOLDS[args.fold : args.fold + 1]
         for cry_source, family in folds:
             args.cry_source, args.family = cry_source, family
-            name = f"loso-{cry_source.split('/')[-1]}-{family}"
-            args.out, args.checkpoint = runs / f"{name}.onnx", runs / f"{name}.pt"
-            args.model, args.report = args.out, runs / f"{name}.json"
-            split = _split(args, clips)
-            _train(args, split, cache)
-            _evaluate(args, split, cache, detector)
+            split = _split(args, ws.clips)
+            name = _run_name(split)
+            args.out, args.checkpoint = ws.runs / f"{name}.onnx", ws.runs / f"{name}.pt"
+            args.model, args.report = args.out, ws.runs / f"{name}.json"
+            _train(args, ws, split)
+            _evaluate(args, ws, split, detector)
     return 0
 
 

@@ -39,25 +39,37 @@ def active_rms(x: np.ndarray, frame: int = 160) -> float:
     return float(np.sqrt(loud.mean() + 1e-20))
 
 
+MODULATION_CHUNK = 1 << 20  # samples modulated at a time
+
+
 def coloured_noise(rng: np.random.Generator, n: int, sample_rate: int) -> np.ndarray:
     """Stationary noise with a random spectral slope, a few resonances and slow modulation.
 
     Slope from brown (-2) to blue (+1) covers white-noise machines, fans, hair dryers and
     hiss; resonant peaks add motor hum; a 0.05-2 Hz amplitude modulation makes fans and waves.
     """
-    spectrum = rng.standard_normal(n // 2 + 1) + 1j * rng.standard_normal(n // 2 + 1)
+    spectrum = np.empty(n // 2 + 1, np.complex128)  # built in place: an evaluation stream
+    spectrum.real = rng.standard_normal(len(spectrum))  # is hours long, its temporaries GBs
+    spectrum.imag = rng.standard_normal(len(spectrum))
     freqs = np.fft.rfftfreq(n, 1 / sample_rate)
-    f = np.maximum(freqs, 20.0)
-    shape = (f / 1000.0) ** (rng.uniform(-2.0, 1.0) / 2)
+    shape = np.maximum(freqs, 20.0)
+    shape /= 1000.0
+    shape **= rng.uniform(-2.0, 1.0) / 2
     for _ in range(rng.integers(0, 4)):
         centre = rng.uniform(50, sample_rate / 2 * 0.9)
         width = centre * rng.uniform(0.02, 0.3)
-        shape = shape * (1 + rng.uniform(1, 20) * np.exp(-0.5 * ((freqs - centre) / width) ** 2))
-    noise = np.fft.irfft(spectrum * shape, n)
+        shape *= 1 + rng.uniform(1, 20) * np.exp(-0.5 * ((freqs - centre) / width) ** 2)
+    del freqs
+    spectrum *= shape
+    del shape
+    noise = np.fft.irfft(spectrum, n)
+    del spectrum
     if rng.random() < 0.7:
-        t = np.arange(n) / sample_rate
         rate, depth = rng.uniform(0.05, 2.0), rng.uniform(0.0, 0.6)
-        noise *= 1 + depth * np.sin(2 * np.pi * rate * t + rng.uniform(0, 2 * np.pi))
+        phase = rng.uniform(0, 2 * np.pi)
+        for start in range(0, n, MODULATION_CHUNK):
+            t = np.arange(start, min(n, start + MODULATION_CHUNK)) / sample_rate
+            noise[start : start + len(t)] *= 1 + depth * np.sin(2 * np.pi * rate * t + phase)
     return (noise / rms(noise)).astype(np.float32)
 
 

@@ -1,8 +1,10 @@
-"""The cry corpus: manifest rows, group splits, negative families, and an 8 kHz audio cache.
+"""The cry corpus: manifest rows, group splits, negative families, and an audio cache.
 
-Splits are by `group` (baby, speaker, install) so no recording unit straddles train and test;
-leave-one-source-out folds hold out a whole cry source and a whole family of negatives. The
-decoded, resampled audio is cached outside the repository (never commit corpus audio).
+Clips come from ../shared/cry-data and from the transfer audio built from Debian packages
+(`transfer.py`); both share one manifest format. Splits are by `group` (baby, speaker, cat,
+melody) so no recording unit straddles train and test; leave-one-source-out folds hold out a
+whole cry source and a whole family of negatives, transfer audio of that family included. The
+decoded audio is cached outside the repository (never commit corpus audio).
 """
 
 from __future__ import annotations
@@ -11,32 +13,61 @@ import csv
 import hashlib
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import scipy.signal
 import soundfile
 
-DEFAULT_CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "cry-data"
+SHARED = Path(__file__).resolve().parents[2].parent / "shared"  # beside the project root
+DEFAULT_CORPUS = SHARED / "cry-data"
+DEFAULT_TEACHERS = SHARED / "teachers"  # read at training and evaluation time, never shipped
 DEFAULT_CACHE = Path(os.environ.get("PI_MONITOR_CACHE", Path.home() / ".cache" / "pi-monitor"))
+SAMPLE_RATE = 16000  # the corpus's own rate, the teachers' and the model's
 
 FAMILIES = {
-    "animals": ("cat", "dog", "ambient_animals", "bird", "misc_birds1"),
+    "animals": (
+        "cat",
+        "cat_meow_sequence",
+        "cat_other_vocalization",
+        "dog",
+        "animal_other",
+        "ambient_animals",
+        "bird",
+        "misc_birds1",
+    ),
     "music": (
         "lullaby_music",
         "music",
+        "music_game",
+        "music_box",
         "misc_arcade_music",
         "misc_guitar",
         "misc_jazz_guitar",
         "misc_cinematic",
         "whitenoise_appliance_music",
     ),
+    "singing": (
+        "singing_female",
+        "singing_male",
+        "singing_unknown_sex",
+        "lullaby_sung",
+        "children_song",
+        "choir",
+        "synth_voice",
+    ),
     "noise": (
         "whitenoise_appliance",
         "ambient_whitenoise",
         "ambient_noise",
         "ambient_rain",
+        "ambient_nature",
+        "ambient_places",
+        "ambient_things",
+        "ambient_transport",
+        "ambient_urban",
+        "household",
         "misc_rain",
         "silence",
     ),
@@ -46,12 +77,13 @@ FAMILIES = {
         "adult_speech_digits",
         "adult_speech_interview_females",
         "adult_speech_interview_males",
+        "child_speech",
         "speech",
         "speech_desc",
         "office_speech",
     ),
 }
-PERMISSIVE_MARKERS = ("MIT", "ODbL", "CC BY", "CC-BY", "CC0", "GPL", "Apache")
+PERMISSIVE_MARKERS = ("MIT", "ODbL", "CC BY", "CC-BY", "CC0", "GPL", "Apache", "Public Domain")
 
 
 def family_of(category: str, label: str) -> str:
@@ -72,7 +104,7 @@ def is_permissive(licence: str) -> bool:
 
 @dataclass(frozen=True)
 class Clip:
-    """One manifest row."""
+    """One manifest row; `root` is the folder its path is relative to."""
 
     path: str
     label: str
@@ -82,6 +114,7 @@ class Clip:
     licence: str
     orig_sr: int
     duration_s: float
+    root: Path = field(default=Path("."), compare=False, repr=False)
 
     @property
     def is_cry(self) -> bool:
@@ -91,9 +124,14 @@ class Clip:
     def family(self) -> str:
         return family_of(self.category, self.label)
 
+    @property
+    def file(self) -> Path:
+        return self.root / self.path
 
-def read_manifest(corpus: Path) -> list[Clip]:
-    path = corpus / "manifest.csv"
+
+def read_manifest(root: Path) -> list[Clip]:
+    """The clips of a corpus folder (cry-data, or the transfer audio's cache folder)."""
+    path = root / "manifest.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: corpus manifest not found; pass --corpus DIR")
     with path.open(newline="") as f:
@@ -107,6 +145,7 @@ def read_manifest(corpus: Path) -> list[Clip]:
                 licence=r["license"],
                 orig_sr=int(r["orig_sr"] or 0),
                 duration_s=float(r["duration_s"]),
+                root=root,
             )
             for r in csv.DictReader(f)
         ]
@@ -158,21 +197,28 @@ def held_out_groups(clips: Sequence[Clip], seed: int = 0) -> Split:
     return Split("held-out-groups", tuple(train), tuple(val), tuple(test))
 
 
+def _held_out(clip: Clip, cry_source: str, family: str) -> bool:
+    return (clip.is_cry and clip.source == cry_source) or (
+        not clip.is_cry and clip.family == family
+    )
+
+
 def leave_one_source_out(
     clips: Sequence[Clip], cry_source: str, family: str, seed: int = 0
 ) -> Split:
-    """Train without `cry_source` and negative `family`; test on them plus unseen test groups."""
+    """Train without `cry_source` and negative `family`; test on them plus unseen test groups.
+
+    The other clips fall on the same side as in `held_out_groups` with the same seed (groups are
+    ordered per source), so one training pool serves the split and every fold."""
     known = {c.source for c in clips if c.is_cry}
     if cry_source not in known:
         raise ValueError(f"unknown cry source {cry_source!r}; choose one of {sorted(known)}")
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; choose one of {sorted(FAMILIES)}")
-
-    def out(c: Clip) -> bool:
-        return (c.is_cry and c.source == cry_source) or (not c.is_cry and c.family == family)
-
-    train, val, test = group_split([c for c in clips if not out(c)], seed=seed)
-    held = [c for c in clips if out(c)]
+    train, val, test = group_split(
+        [c for c in clips if not _held_out(c, cry_source, family)], seed=seed
+    )
+    held = [c for c in clips if _held_out(c, cry_source, family)]
     return Split(f"loso:{cry_source}+{family}", tuple(train), tuple(val), tuple(held + test))
 
 
@@ -182,23 +228,24 @@ def permissive_only(split: Split) -> Split:
 
 
 class AudioCache:
-    """All corpus audio at the model rate, decoded once into one .npy file outside the repo."""
+    """All clips' audio at one rate, decoded once into one .npy file outside the repo."""
 
-    def __init__(self, corpus: Path, clips: Sequence[Clip], sample_rate: int, cache: Path) -> None:
+    def __init__(self, clips: Sequence[Clip], sample_rate: int, cache: Path) -> None:
         self.sample_rate = sample_rate
-        digest = hashlib.sha1("".join(c.path for c in clips).encode()).hexdigest()[:10]
+        names = "".join(str(c.file) for c in clips)
+        digest = hashlib.sha1(names.encode()).hexdigest()[:10]
         base = cache / f"audio-{sample_rate}-{digest}"
         data_path, index_path = base.with_suffix(".npy"), base.with_suffix(".idx.npy")
         if not data_path.is_file():
             cache.mkdir(parents=True, exist_ok=True)
-            _build_cache(corpus, clips, sample_rate, data_path, index_path)
+            _build_cache(clips, sample_rate, data_path, index_path)
         self._data = np.load(data_path, mmap_mode="r")
         offsets = np.load(index_path)
-        self._where = {c.path: (offsets[i], offsets[i + 1]) for i, c in enumerate(clips)}
+        self._where = {c.file: (offsets[i], offsets[i + 1]) for i, c in enumerate(clips)}
 
     def audio(self, clip: Clip) -> np.ndarray:
         """float32 samples of a clip at the cache rate."""
-        a, b = self._where[clip.path]
+        a, b = self._where[clip.file]
         return np.asarray(self._data[a:b], dtype=np.float32) / 32768.0
 
 
@@ -217,13 +264,13 @@ def resample(audio: np.ndarray, sr: int, sample_rate: int) -> np.ndarray:
 
 
 def _build_cache(
-    corpus: Path, clips: Iterable[Clip], sample_rate: int, data_path: Path, index_path: Path
+    clips: Iterable[Clip], sample_rate: int, data_path: Path, index_path: Path
 ) -> None:
     from tqdm import tqdm
 
     pieces, offsets = [], [0]
     for c in tqdm(list(clips), desc=f"decoding corpus at {sample_rate} Hz", unit="file"):
-        x = load_resampled(corpus / c.path, sample_rate)
+        x = load_resampled(c.file, sample_rate)
         pieces.append(np.clip(np.round(x * 32768.0), -32768, 32767).astype(np.int16))
         offsets.append(offsets[-1] + len(x))
     tmp = data_path.with_suffix(".tmp.npy")

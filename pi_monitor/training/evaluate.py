@@ -1,17 +1,23 @@
-"""Evaluation through the service's replay pipeline, on clips the model never trained on.
+"""Evaluation on clips no model trained on, the same for pi-monitor's model and the teachers.
 
-Every figure comes from `Pipeline` events (Score, CryOnset), the same code path as live and
-replay, with the detector's default settings and the model's recommended threshold:
-clip AUC and recall at fixed clip false-positive rates (clip score = its highest window score),
-event onsets on synthesised long mixtures (DCASE 2017 task 2 style, 1 s collar), false alarms
-per hour on long non-cry streams, onset latency, and band-limit checks.
+Every figure comes from window scores and the service's own `CryDetector`: pi-monitor's model
+through the replay `Pipeline` (the code path of live and replay), the teachers ("YAMNet class 20
+as it is", mn04's class likewise, and the cry teacher ensemble) through their 0.975 s windows
+every 0.48 s. Each scorer's on-threshold follows one rule, fitted on validation negatives only.
+Figures: clip AUC and recall at fixed clip false-positive rates (clip score = its highest window
+score), per family; event onsets on synthesised 30 s mixtures (DCASE 2017 task 2 style, 1 s
+collar) over unseen backgrounds of every kind and over music and singing alone; false alarms per
+hour on long non-cry streams, per family; onset latency; cries over music at clip level; and
+band-limit checks.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,37 +26,147 @@ import scipy.stats
 
 from pi_monitor.classifier import CryClassifier
 from pi_monitor.config import DetectorSettings
-from pi_monitor.detector import DetectorParams
+from pi_monitor.detector import CryDetector, DetectorParams
 from pi_monitor.events import CryOnset, Event, Score
 from pi_monitor.pipeline import Pipeline
 from pi_monitor.training import augment
-from pi_monitor.training.corpus import AudioCache, Clip, Split, load_resampled
+from pi_monitor.training.corpus import SAMPLE_RATE, AudioCache, Clip, Split, load_resampled
 from pi_monitor.training.examples import pad_to, window_samples
 
-BLOCK = 8000
+BLOCK = 16000
 MAX_MIXTURES = 100
+MAX_FAMILY_MIXTURES = 50
 SNRS_DB = (-6.0, 0.0, 6.0)
 MIXTURE_S = 30.0
 COLLAR_S = 1.0
 FPRS = (0.01, 0.001)
+THRESHOLD_QUANTILE = 0.999
+REPORT_FAMILIES = ("animals", "music", "music_box", "singing", "noise", "speech", "other")
+BACKGROUNDS = ("all", "music", "singing")  # event mixtures: test negatives of these families
 
 
-def replay(
-    classifier: CryClassifier, audio: np.ndarray, detector: DetectorSettings = DetectorSettings()
-) -> list[Event]:
-    """All events of one stream, fed in fixed blocks as the replay command does."""
-    pipeline = Pipeline(classifier, detector)
-    events: list[Event] = []
-    for i in range(0, len(audio), BLOCK):
-        events += pipeline.process(audio[i : i + BLOCK])
-    return events + pipeline.finish()
+class Scorer:
+    """Window scores and detector events for a stream of audio at 16 kHz."""
+
+    name: str
+    window_samples: int
+
+    def threshold(self, detector: DetectorSettings) -> float:
+        raise NotImplementedError
+
+    def events(self, audio: np.ndarray, detector: DetectorSettings) -> list[Event]:
+        raise NotImplementedError
 
 
-def clip_score(classifier: CryClassifier, audio: np.ndarray) -> float:
-    scores = [
-        e.score for e in replay(classifier, pad_to(audio, window_samples())) if isinstance(e, Score)
-    ]
-    return max(scores)
+class StudentScorer(Scorer):
+    """pi-monitor's model through the replay pipeline, in fixed blocks as `replay` feeds it."""
+
+    def __init__(self, model: Path, name: str = "pi-monitor") -> None:
+        self.classifier = CryClassifier(model)
+        self.name = name
+        self.window_samples = window_samples()
+
+    def threshold(self, detector: DetectorSettings) -> float:
+        return DetectorParams.for_model(detector, self.classifier.info).on_threshold
+
+    def events(self, audio: np.ndarray, detector: DetectorSettings) -> list[Event]:
+        pipeline = Pipeline(self.classifier, detector)
+        events: list[Event] = []
+        for i in range(0, len(audio), BLOCK):
+            events += pipeline.process(audio[i : i + BLOCK])
+        return events + pipeline.finish()
+
+
+@dataclass(frozen=True)
+class TeacherRows:
+    """Per-window scores of every teacher row over one stream."""
+
+    start_s: np.ndarray
+    centre_s: np.ndarray
+    scores: dict[str, np.ndarray]
+
+
+class TeacherScorer(Scorer):
+    """One teacher row ('yamnet', 'mn04' or 'ensemble') through the same detector."""
+
+    def __init__(self, row: str, rows: Callable[[np.ndarray], TeacherRows], threshold: float):
+        from pi_monitor.training.teachers import WINDOW_SAMPLES
+
+        self.name = {"yamnet": "YAMNet class 20 as it is", "mn04": "mn04 class 23 as it is"}.get(
+            row, "teacher ensemble"
+        )
+        self.row, self._rows, self._threshold = row, rows, threshold
+        self.window_samples = WINDOW_SAMPLES
+
+    def threshold(self, detector: DetectorSettings) -> float:
+        return detector.on_threshold if detector.on_threshold is not None else self._threshold
+
+    def events(self, audio: np.ndarray, detector: DetectorSettings) -> list[Event]:
+        rows = self._rows(audio)
+        window_s = self.window_samples / SAMPLE_RATE
+        params = DetectorParams.resolve(
+            detector, model_on=self.threshold(detector), model_off=None, window_s=window_s
+        )
+        cry = CryDetector(params)
+        events: list[Event] = []
+        for start, centre, score in zip(
+            rows.start_s, rows.centre_s, rows.scores[self.row], strict=True
+        ):
+            logit = float(np.log(max(score, 1e-9) / max(1 - score, 1e-9)))
+            events.append(Score(t=float(centre), score=float(score), logit=logit))
+            events += cry.update(float(centre), float(score), float(start) + window_s)
+        return events + cry.finish(len(audio) / SAMPLE_RATE)
+
+
+def teacher_rows(
+    teachers_dir: Path, cry_teacher_path: Path | None
+) -> Callable[[np.ndarray], TeacherRows]:
+    """A function scoring a stream with both teachers: their own cry classes and the ensemble.
+
+    The teachers run once per stream for all rows: results are kept by the audio's digest."""
+    from pi_monitor.training.heads import MN04_CRY, YAMNET_CRY, CryTeacher
+    from pi_monitor.training.teachers import Teachers
+
+    teachers = Teachers(teachers_dir)
+    ensemble = CryTeacher.load(cry_teacher_path) if cry_teacher_path else None
+    seen: dict[str, TeacherRows] = {}
+
+    def rows(audio: np.ndarray) -> TeacherRows:
+        key = hashlib.sha1(np.ascontiguousarray(audio).tobytes()).hexdigest()
+        if key not in seen:  # a few floats per window: an evaluation's worth fits in memory
+            seen[key] = _score(audio)
+        return seen[key]
+
+    def _score(audio: np.ndarray) -> TeacherRows:
+        t = teachers.stream(audio)
+        scores = {
+            "yamnet": t.yamnet.probabilities[:, YAMNET_CRY].astype(np.float64),
+            "mn04": t.mn04.probabilities[:, MN04_CRY].astype(np.float64),
+        }
+        if ensemble is not None:
+            logit = ensemble.logit(
+                t.yamnet.embeddings, t.yamnet.probabilities, t.mn04.embeddings, t.mn04.logits
+            )
+            scores["ensemble"] = 1 / (1 + np.exp(-logit))
+        return TeacherRows(t.start_s, t.centre_s, scores)
+
+    return rows
+
+
+def window_scores(scorer: Scorer, audio: np.ndarray) -> list[float]:
+    padded = pad_to(audio, scorer.window_samples)
+    return [e.score for e in scorer.events(padded, DetectorSettings()) if isinstance(e, Score)]
+
+
+def clip_score(scorer: Scorer, audio: np.ndarray) -> float:
+    return max(window_scores(scorer, audio))
+
+
+def validation_threshold(scorer: Scorer, val: Sequence[Clip], cache: AudioCache) -> float:
+    """The teachers' rule for an on-threshold, like the student's: a high quantile of window
+    scores on validation negatives (bounded below so a near-silent teacher still detects)."""
+    scores = np.concatenate([window_scores(scorer, cache.audio(c)) for c in val if not c.is_cry])
+    return float(np.clip(np.quantile(scores, THRESHOLD_QUANTILE), 0.05, 0.95))
 
 
 def auc(pos: Sequence[float], neg: Sequence[float]) -> float:
@@ -76,12 +192,27 @@ def _lowpass(audio: np.ndarray, cutoff: float, sample_rate: int) -> np.ndarray:
     return scipy.signal.sosfilt(sos, audio).astype(np.float32)
 
 
+def report_groups(clip: Clip) -> tuple[str, ...]:
+    """The rows a non-cry clip counts in: its family, and music boxes on their own as well."""
+    return (clip.family, "music_box") if clip.category == "music_box" else (clip.family,)
+
+
+def _worst(clips: Sequence[Clip], scores: dict[Path, float], cries: bool) -> list[dict]:
+    ranked = sorted((c for c in clips if c.is_cry == cries), key=lambda c: scores[c.file])
+    if not cries:
+        ranked.reverse()
+    return [
+        {"path": c.path, "source": c.source, "category": c.category, "score": scores[c.file]}
+        for c in ranked[:8]
+    ]
+
+
 def clip_figures(
-    classifier: CryClassifier, test: Sequence[Clip], cache: AudioCache, threshold: float
-) -> tuple[dict, dict[str, float]]:
-    scores = {c.path: clip_score(classifier, cache.audio(c)) for c in test}
-    pos = [scores[c.path] for c in test if c.is_cry]
-    neg = [scores[c.path] for c in test if not c.is_cry]
+    scorer: Scorer, test: Sequence[Clip], cache: AudioCache, threshold: float
+) -> tuple[dict, dict[Path, float]]:
+    scores = {c.file: clip_score(scorer, cache.audio(c)) for c in test}
+    pos = [scores[c.file] for c in test if c.is_cry]
+    neg = [scores[c.file] for c in test if not c.is_cry]
     figures: dict = {
         "clips": {"cry": len(pos), "not_cry": len(neg)},
         "auc": auc(pos, neg),
@@ -90,9 +221,18 @@ def clip_figures(
         "fpr_at_threshold": float(np.mean(np.asarray(neg) >= threshold)),
         "max_score": float(max(scores.values())),
     }
+    figures["per_family"] = {
+        family: {
+            "clips": len(members),
+            "auc": auc(pos, members),
+            "fpr_at_threshold": float(np.mean(np.asarray(members) >= threshold)),
+        }
+        for family in REPORT_FAMILIES
+        if (members := [scores[c.file] for c in test if family in report_groups(c)])
+    }
     per_source: dict[str, dict] = {}
     for key in sorted({(c.label, c.source) for c in test}):
-        members = [scores[c.path] for c in test if (c.label, c.source) == key]
+        members = [scores[c.file] for c in test if (c.label, c.source) == key]
         entry = {"clips": len(members), "mean_score": float(np.mean(members))}
         if key[0] == "cry":
             entry |= {
@@ -103,26 +243,27 @@ def clip_figures(
             entry["fpr_at_threshold"] = float(np.mean(np.asarray(members) >= threshold))
         per_source[f"{key[0]}:{key[1]}"] = entry
     figures["per_source"] = per_source
-    ranked = sorted(test, key=lambda c: scores[c.path])
-    figures["worst_false_positives"] = [
-        {"path": c.path, "source": c.source, "category": c.category, "score": scores[c.path]}
-        for c in reversed(ranked)
-        if not c.is_cry
-    ][:8]
-    figures["worst_missed_cries"] = [
-        {"path": c.path, "source": c.source, "category": c.category, "score": scores[c.path]}
-        for c in ranked
-        if c.is_cry
-    ][:8]
+    figures["worst_false_positives"] = _worst(test, scores, cries=False)
+    figures["worst_missed_cries"] = _worst(test, scores, cries=True)
     return figures, scores
 
 
-def cry_onset_in(audio: np.ndarray, frame: int = 160) -> float:
-    """Seconds into a cry clip where it first reaches -20 dB of its loudest 20 ms frame."""
+def cry_onset_in(audio: np.ndarray, frame: int = 320, run_s: float = 0.1) -> float:
+    """Seconds into a cry clip where crying begins: the first frame of the first 0.1 s run of
+    20 ms frames that are within 20 dB of the loudest and 10 dB above the clip's noise floor.
+
+    The run and the floor keep a click or a noisy phone recording's hiss from dating the
+    onset early, as a single frame over -20 dB did before."""
     n = len(audio) // frame
-    energy = np.mean(np.square(audio[: n * frame].reshape(n, frame)), axis=1)
-    first = int(np.argmax(energy >= energy.max() / 100))
-    return first * frame / 8000
+    if n == 0:
+        return 0.0
+    energy = np.mean(np.square(audio[: n * frame].reshape(n, frame), dtype=np.float64), axis=1)
+    floor = np.percentile(energy, 10)
+    loud = energy >= max(energy.max() / 100, floor * 10)
+    need = max(1, round(run_s * SAMPLE_RATE / frame))
+    runs = np.convolve(loud, np.ones(need), mode="valid") >= need
+    first = int(np.argmax(runs)) if runs.any() else int(np.argmax(loud))
+    return first * frame / SAMPLE_RATE
 
 
 def _background(
@@ -136,30 +277,40 @@ def _background(
         parts.append(x)
         total += len(x)
     bed = np.concatenate(parts)[:n]
-    noise = augment.coloured_noise(rng, n, 8000) * 10 ** (rng.uniform(-60, -40) / 20)
+    noise = augment.coloured_noise(rng, n, SAMPLE_RATE) * 10 ** (rng.uniform(-60, -40) / 20)
     return (bed + noise).astype(np.float32)
 
 
+def _sample(rng: np.random.Generator, clips: list[Clip], most: int) -> list[Clip]:
+    if len(clips) <= most:
+        return clips
+    return [clips[i] for i in sorted(rng.choice(len(clips), most, replace=False))]
+
+
 def event_figures(
-    classifier: CryClassifier,
+    scorer: Scorer,
     test: Sequence[Clip],
     cache: AudioCache,
     seed: int,
     detector: DetectorSettings = DetectorSettings(),
+    background: str = "all",
 ) -> dict:
     """One cry per 30 s mixture over unseen backgrounds, at each SNR; onsets matched within 1 s.
 
-    At most MAX_MIXTURES cries (a seeded sample) per level keep a fold's evaluation short."""
-    cries = [c for c in test if c.is_cry]
-    if len(cries) > MAX_MIXTURES:
-        chosen = np.random.default_rng([seed, 3]).choice(len(cries), MAX_MIXTURES, replace=False)
-        cries = [cries[i] for i in sorted(chosen)]
-    negatives = [c for c in test if not c.is_cry]
-    sr = 8000
+    `background` 'all' draws from every test negative; a family name from that family only
+    (cries under music or singing). A seeded sample of cries keeps a fold's evaluation short."""
+    most = MAX_MIXTURES if background == "all" else MAX_FAMILY_MIXTURES
+    cries = _sample(np.random.default_rng([seed, 3]), [c for c in test if c.is_cry], most)
+    negatives = [
+        c for c in test if not c.is_cry and (background == "all" or c.family == background)
+    ]
+    if not cries or not negatives:
+        return {}
+    sr = SAMPLE_RATE
     out: dict = {}
     latencies: list[float] = []
     for snr in SNRS_DB:
-        rng = np.random.default_rng([seed, int(snr) + 100])
+        rng = np.random.default_rng([seed, int(snr) + 100, BACKGROUNDS.index(background)])
         tp = fp = fn = fp_inside = 0
         for cry in cries:
             x = cache.audio(cry)[: int((MIXTURE_S - 4) * sr)]
@@ -170,8 +321,7 @@ def event_figures(
             mixture = bed.copy()
             mixture[start : start + len(x)] += gain * x
             truth = start / sr + cry_onset_in(x)
-            events = replay(classifier, mixture, detector)
-            onsets = [e for e in events if isinstance(e, CryOnset)]
+            onsets = [e for e in scorer.events(mixture, detector) if isinstance(e, CryOnset)]
             matched = [e for e in onsets if abs(e.t - truth) <= COLLAR_S]
             if matched:
                 tp += 1
@@ -202,52 +352,96 @@ def event_figures(
 
 
 def false_alarm_figures(
-    classifier: CryClassifier,
+    scorer: Scorer,
     test: Sequence[Clip],
     cache: AudioCache,
     seed: int,
     detector: DetectorSettings = DetectorSettings(),
 ) -> dict:
     """Onsets per hour on every unseen non-cry clip played end to end, twice: as recorded, and
-    over generated fan/white noise. Each false alarm is blamed on the clip playing when the
-    score crossed the on-threshold, not at its back-dated `t`, which may lie in the clip before."""
-    crossing_lag = classifier.info.window_s / 2 + detector.min_bout_s
+    over generated fan/white noise; overall and per family. Each false alarm is blamed on the
+    clip playing when the score crossed the on-threshold, not at its back-dated `t`, which may
+    lie in the clip before."""
+    crossing_lag = scorer.window_samples / SAMPLE_RATE / 2 + detector.min_bout_s
     negatives = [c for c in test if not c.is_cry]
     rng = np.random.default_rng([seed, 7])
-    seconds = 0.0
+    seconds: dict[str, float] = defaultdict(float)
     alarms: dict[str, int] = defaultdict(int)
+    by_family: dict[str, int] = defaultdict(int)
+    total_s = 0.0
     for with_noise in (False, True):
         order = [negatives[i] for i in rng.permutation(len(negatives))]
         parts = [cache.audio(c) for c in order]
         stream = np.concatenate(parts)
         if with_noise:
-            noise = augment.coloured_noise(rng, len(stream), 8000)
+            noise = augment.coloured_noise(rng, len(stream), SAMPLE_RATE)
             stream = augment.mix(stream, noise, float(rng.uniform(0, 12)))
-        ends = np.cumsum([len(p) for p in parts]) / 8000
-        for e in replay(classifier, stream, detector):
+        ends = np.cumsum([len(p) for p in parts]) / SAMPLE_RATE
+        total_s += len(stream) / SAMPLE_RATE
+        for c, p in zip(order, parts, strict=True):
+            for group in report_groups(c):
+                seconds[group] += len(p) / SAMPLE_RATE
+        for e in scorer.events(stream, detector):
             if isinstance(e, CryOnset):
                 at = np.searchsorted(ends, e.emitted_t - crossing_lag)
                 clip = order[min(int(at), len(order) - 1)]
                 alarms[f"{clip.source}|{clip.category}"] += 1
-        seconds += len(stream) / 8000
+                for group in report_groups(clip):
+                    by_family[group] += 1
+    hours = total_s / 3600
     total = sum(alarms.values())
     return {
-        "hours": seconds / 3600,
+        "hours": hours,
         "false_alarms": total,
-        "per_hour": total / (seconds / 3600),
+        "per_hour": total / hours if hours else float("nan"),
+        "per_family": {
+            f: {
+                "hours": s / 3600,
+                "false_alarms": by_family[f],
+                "per_hour": by_family[f] / (s / 3600),
+            }
+            for f, s in sorted(seconds.items())
+        },
         "by_source": dict(sorted(alarms.items(), key=lambda kv: -kv[1])),
     }
 
 
+def cries_over_music_figures(
+    scorer: Scorer, test: Sequence[Clip], cache: AudioCache, seed: int, threshold: float
+) -> dict:
+    """Clip level: each test cry over a test music (or singing) clip at 0 dB, against those
+    music clips alone. A monitor must hear a cry under a lullaby and stay quiet for the song."""
+    out: dict = {}
+    for family in ("music", "singing"):
+        rng = np.random.default_rng([seed, 11, REPORT_FAMILIES.index(family)])
+        beds = [c for c in test if c.family == family]
+        cries = _sample(rng, [c for c in test if c.is_cry], MAX_MIXTURES)
+        if not beds or not cries:
+            continue
+        mixed, alone = [], [clip_score(scorer, cache.audio(c)) for c in beds]
+        for cry in cries:
+            x = cache.audio(cry)
+            bed = cache.audio(beds[rng.integers(len(beds))])
+            bed = np.resize(bed, len(x)) if len(bed) else np.zeros_like(x)
+            gain = augment.rms(bed) / augment.active_rms(x)
+            mixed.append(clip_score(scorer, (bed + gain * x).astype(np.float32)))
+        out[family] = {
+            "mixtures": len(mixed),
+            "auc": auc(mixed, alone),
+            "recall_at_threshold": float(np.mean(np.asarray(mixed) >= threshold)),
+            "fpr_at_threshold": float(np.mean(np.asarray(alone) >= threshold)),
+        }
+    return out
+
+
 def band_limit_figures(
-    classifier: CryClassifier,
+    scorer: Scorer,
     test: Sequence[Clip],
-    corpus: Path,
-    scores: dict[str, float],
+    scores: dict[Path, float],
     threshold: float,
 ) -> dict:
-    """Cries and non-cries low-passed (at 16 kHz, before resampling) at 4 and 3 kHz, and
-    cries by original bandwidth: a band-limit shortcut would flip these, a sound model not."""
+    """Cries and non-cries low-passed at 4 and 3 kHz, and cries by original bandwidth: a
+    band-limit shortcut would flip these, a sound model not."""
     out: dict = {}
     for label, is_cry in (("cry_recall", True), ("not_cry_fpr", False)):
         members = [c for c in test if c.is_cry == is_cry]
@@ -255,82 +449,80 @@ def band_limit_figures(
             ("orig_sr<=8k", lambda c: 0 < c.orig_sr <= 8000),
             ("orig_sr>8k", lambda c: c.orig_sr > 8000),
         ):
-            chosen = [scores[c.path] for c in members if pick(c)]
+            chosen = [scores[c.file] for c in members if pick(c)]
             if chosen:
                 out[f"{label} {orig}"] = float(np.mean(np.asarray(chosen) >= threshold))
         for cutoff in (4000.0, 3000.0):
-            lowpassed = []
-            for c in members:
-                audio = _lowpass(load_resampled(corpus / c.path, 16000), cutoff, 16000)
-                g = scipy.signal.resample_poly(audio, 1, 2).astype(np.float32)
-                lowpassed.append(clip_score(classifier, g))
+            lowpassed = [
+                clip_score(
+                    scorer, _lowpass(load_resampled(c.file, SAMPLE_RATE), cutoff, SAMPLE_RATE)
+                )
+                for c in members
+            ]
             out[f"{label} lowpass {cutoff / 1000:g} kHz"] = float(
                 np.mean(np.asarray(lowpassed) >= threshold)
             )
         out[f"{label} as recorded"] = float(
-            np.mean(np.asarray([scores[c.path] for c in members]) >= threshold)
+            np.mean(np.asarray([scores[c.file] for c in members]) >= threshold)
         )
     return out
 
 
 def evaluate(
-    model: Path,
+    scorer: Scorer,
     split: Split,
     cache: AudioCache,
-    corpus: Path,
     seed: int = 0,
     detector: DetectorSettings = DetectorSettings(),
 ) -> dict:
-    """Every figure for one model and split; `detector` as in the service's [detector] table."""
-    classifier = CryClassifier(model)
-    info = classifier.info
-    threshold = DetectorParams.for_model(detector, info).on_threshold
-    clips, scores = clip_figures(classifier, split.test, cache, threshold)
+    """Every figure for one scorer and split; `detector` as in the service's [detector] table."""
+    threshold = scorer.threshold(detector)
+    clips, scores = clip_figures(scorer, split.test, cache, threshold)
     return {
-        "model": str(model),
+        "scorer": scorer.name,
         "split": split.name,
         "threshold": threshold,
         "detector": dataclasses.asdict(detector),
         "clip": clips,
-        "events": event_figures(classifier, split.test, cache, seed, detector),
-        "false_alarms": false_alarm_figures(classifier, split.test, cache, seed, detector),
-        "band_limit": band_limit_figures(classifier, split.test, corpus, scores, threshold),
+        "events": event_figures(scorer, split.test, cache, seed, detector),
+        "events_by_background": {
+            b: event_figures(scorer, split.test, cache, seed, detector, b)
+            for b in BACKGROUNDS
+            if b != "all"
+        },
+        "cries_over": cries_over_music_figures(scorer, split.test, cache, seed, threshold),
+        "false_alarms": false_alarm_figures(scorer, split.test, cache, seed, detector),
+        "band_limit": band_limit_figures(scorer, split.test, scores, threshold),
     }
+
+
+def _f1s(events: dict) -> str:
+    return "/".join(f"{events[f'{s:+g} dB']['f1']:.3f}" for s in SNRS_DB) if events else "n/a"
 
 
 def format_report(r: dict) -> str:
     """The headline figures as Markdown."""
     c, e, fa = r["clip"], r["events"], r["false_alarms"]
     lines = [
-        f"## {r['split']} ({r['model']}, threshold {r['threshold']:.3f})",
+        f"## {r['split']}: {r['scorer']} (threshold {r['threshold']:.3f})",
         f"- clips: {c['clips']['cry']} cry / {c['clips']['not_cry']} not_cry; "
         f"AUC {c['auc']:.4f}; recall @1% FPR {c['recall_at_fpr_0.01']:.3f}, "
         f"@0.1% FPR {c['recall_at_fpr_0.001']:.3f}; at threshold: recall "
-        f"{c['recall_at_threshold']:.3f}, FPR {c['fpr_at_threshold']:.4f}; "
-        f"max score {c['max_score']:.4f}",
-        "- event onset F1 (1 s collar): "
-        + ", ".join(
-            f"{k} {v['f1']:.3f} (P {v['precision']:.3f} R {v['recall']:.3f}, "
-            f"{v['false_positives']} FP, {v['false_positives_during_the_cry']} of them late or "
-            "repeated onsets during the cry)"
-            for k, v in e.items()
-            if k.endswith("dB")
-        ),
+        f"{c['recall_at_threshold']:.3f}, FPR {c['fpr_at_threshold']:.4f}",
+        f"- event onset F1 -6/0/+6 dB (1 s collar): all backgrounds {_f1s(e)}; "
+        + "; ".join(f"over {b} {_f1s(v)}" for b, v in r["events_by_background"].items()),
         f"- onset latency: median {e['latency_s']['median']:.2f} s, "
         f"p95 {e['latency_s']['p95']:.2f} s",
         f"- false alarms: {fa['false_alarms']} in {fa['hours']:.2f} h = {fa['per_hour']:.2f}/h; "
-        f"by source {fa['by_source']}",
-        "- band limit: " + ", ".join(f"{k} {v:.3f}" for k, v in r["band_limit"].items()),
-        "- per source: "
+        "per family "
+        + ", ".join(f"{f} {v['per_hour']:.1f}/h" for f, v in fa["per_family"].items()),
+        "- cries over music/singing at 0 dB (clip): "
         + "; ".join(
-            f"{k} n={v['clips']} "
-            + (
-                f"AUC {v['auc']:.3f} recall {v['recall_at_threshold']:.3f}"
-                if "auc" in v
-                else f"FPR {v['fpr_at_threshold']:.3f}"
-            )
-            for k, v in c["per_source"].items()
+            f"{f} AUC {v['auc']:.4f}, recall {v['recall_at_threshold']:.3f}, "
+            f"FPR {v['fpr_at_threshold']:.3f}"
+            for f, v in r["cries_over"].items()
         ),
+        "- band limit: " + ", ".join(f"{k} {v:.3f}" for k, v in r["band_limit"].items()),
         "- worst false positives: "
         + "; ".join(
             f"{w['source']}/{w['category']} {w['score']:.3f}"
@@ -346,35 +538,49 @@ def format_report(r: dict) -> str:
 
 def card_tables(reports: Sequence[dict]) -> str:
     """The model card's Markdown tables from evaluation reports, so the card is regenerated,
-    not retyped: headline figures, band-limit checks, then per-source detail for each report."""
-    levels = [f"{snr:+g} dB" for snr in SNRS_DB]
+    not retyped: headline figures, families, cries over music, band limits, then detail."""
+    levels = "/".join(f"{s:+g}" for s in SNRS_DB)
     out = [
-        "| split | cry/not_cry clips | clip AUC | recall @1% FPR | recall @0.1% FPR "
-        "| recall / FPR at threshold | onset F1 " + "/".join(levels) + " | false alarms/h (h) "
-        "| latency median / p95 s |",
+        "| split | scorer | cry/not_cry clips | clip AUC | recall @1% FPR | recall @0.1% FPR "
+        f"| onset F1 {levels} dB | false alarms/h (h) | latency median / p95 s |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in reports:
         c, e, fa = r["clip"], r["events"], r["false_alarms"]
-        f1 = "/".join(f"{e[k]['f1']:.3f}" for k in levels)
         out.append(
-            f"| {r['split']} | {c['clips']['cry']}/{c['clips']['not_cry']} | {c['auc']:.4f} "
-            f"| {c['recall_at_fpr_0.01']:.3f} | {c['recall_at_fpr_0.001']:.3f} "
-            f"| {c['recall_at_threshold']:.3f} / {c['fpr_at_threshold']:.3f} "
-            f"| {f1} "
-            f"| {fa['per_hour']:.1f} ({fa['hours']:.2f}) "
+            f"| {r['split']} | {r['scorer']} | {c['clips']['cry']}/{c['clips']['not_cry']} "
+            f"| {c['auc']:.4f} | {c['recall_at_fpr_0.01']:.3f} | {c['recall_at_fpr_0.001']:.3f} "
+            f"| {_f1s(e)} | {fa['per_hour']:.2f} ({fa['hours']:.2f}) "
             f"| {e['latency_s']['median']:.2f} / {e['latency_s']['p95']:.2f} |"
         )
+    out += [
+        "",
+        "| split | scorer | false alarms/h by family | clip AUC (cry vs family) "
+        f"| onset F1 {levels} dB over music / over singing | cries over music, singing at 0 dB "
+        "(clip AUC, recall) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in reports:
+        fams = ", ".join(
+            f"{f} {v['per_hour']:.1f}" for f, v in r["false_alarms"]["per_family"].items()
+        )
+        aucs = ", ".join(f"{f} {v['auc']:.4f}" for f, v in r["clip"]["per_family"].items())
+        by_bg = " / ".join(_f1s(v) for v in r["events_by_background"].values())
+        over = ", ".join(
+            f"{f} {v['auc']:.4f}, {v['recall_at_threshold']:.2f}"
+            for f, v in r["cries_over"].items()
+        )
+        out.append(f"| {r['split']} | {r['scorer']} | {fams} | {aucs} | {by_bg} | {over} |")
     keys = list(reports[0]["band_limit"])
-    out += ["", "| split | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    out += ["", "| split | scorer | " + " | ".join(keys) + " |", "|---" * (len(keys) + 2) + "|"]
     for r in reports:
         values = " | ".join(f"{r['band_limit'].get(k, float('nan')):.3f}" for k in keys)
-        out.append(f"| {r['split']} | {values} |")
+        out.append(f"| {r['split']} | {r['scorer']} | {values} |")
     for r in reports:
         c = r["clip"]
         out += [
             "",
-            f"### {r['split']}: per source (threshold {r['threshold']:.3f})",
+            f"### {r['split']}, {r['scorer']}: per source (threshold {r['threshold']:.3f})",
             "| source | clips | AUC vs all non-cry | recall or FPR at threshold | mean score |",
             "|---|---|---|---|---|",
         ]

@@ -1,36 +1,39 @@
-"""Training windows: augmented audio through the service's own `FeatureExtractor`.
+"""Training examples: one classifier window of augmented audio, its label and where it came from.
 
-Each example is one classifier window of audio (about 1 s), built from corpus clips and
-generated noise, then turned into log-mel frames by the very class the service runs, so the
-model and its front end cannot disagree. Cry sources are drawn uniformly before files, so a source
-with thousands of short files (spoken digits) does not crowd out the rest. Negatives are drawn
-uniformly by family (animals, music, noise, speech, other), then by file within it, so the many
-cat and dog recordings, the hardest negatives, are not diluted by small sources of the family.
+An example is built from corpus and transfer clips and generated noise, then turned into log-mel
+frames by the very class the service runs, so the model and its front end cannot disagree. Cry
+sources are drawn uniformly before files, so one large source does not crowd out the rest.
+Negatives are drawn uniformly by family (animals, music, singing, noise, speech, other), then
+by source, then by file, so a family's many small files do not dilute its hard sources.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from pi_monitor.features import FeatureExtractor, FeatureParams
 from pi_monitor.training import augment
-from pi_monitor.training.corpus import AudioCache, Clip
+from pi_monitor.training.corpus import SAMPLE_RATE, AudioCache, Clip
 
 FRONT_END = FeatureParams(
-    sample_rate=8000,
-    n_fft=256,
-    hop_length=160,
-    win_length=200,
-    n_mels=40,
+    sample_rate=SAMPLE_RATE,
+    n_fft=512,
+    hop_length=320,
+    win_length=400,
+    n_mels=64,
     fmin=50.0,
-    fmax=3800.0,
+    fmax=4000.0,
     log_offset=1e-6,
 )
-WINDOW_FRAMES = 40
-WINDOW_HOP_FRAMES = 13
+WINDOW_FRAMES = 53  # the student's receptive field: 1.07 s
+WINDOW_HOP_FRAMES = 12  # its stride in frames: a score every 0.24 s
+
+UNKNOWN = -1  # label of an example whose truth only the teachers can tell
+PARTS = 3  # clips one example may be built from
 
 
 def window_samples(params: FeatureParams = FRONT_END, frames: int = WINDOW_FRAMES) -> int:
@@ -46,54 +49,55 @@ def pad_to(x: np.ndarray, n: int) -> np.ndarray:
     return np.pad(x, (left, n - len(x) - left)).astype(np.float32)
 
 
-def clip_windows(x: np.ndarray, params: FeatureParams = FRONT_END) -> np.ndarray:
-    """All windows of a clip at the service's window hop, shape (n, frames, n_mels)."""
-    frames = FeatureExtractor(params).batch(pad_to(x, window_samples(params)))
-    starts = range(0, len(frames) - WINDOW_FRAMES + 1, WINDOW_HOP_FRAMES)
-    return np.stack([frames[s : s + WINDOW_FRAMES] for s in starts])
-
-
 @dataclass(frozen=True)
 class Mixing:
     """Probabilities and ranges of the augmentation recipe."""
 
     snr_db: tuple[float, float] = (-6.0, 6.0)
     cry_background: float = 0.7
-    generated_background: float = 0.4
-    negative_plus_noise: float = 0.3
-    noise_only: float = 0.12
-    tones: float = 0.12
+    partial_cry: float = 0.12
+    generated_background: float = 0.3
+    negative_plus_noise: float = 0.25
+    noise_only: float = 0.08
+    tones: float = 0.08
     two_negatives: float = 0.15
     reverb: float = 0.3
     band_limit: float = 0.35
-    spec_mask: float = 0.5
+
+
+@dataclass(frozen=True)
+class Example:
+    """One window of audio, its label (1, 0 or UNKNOWN) and the clips it was built from."""
+
+    audio: np.ndarray
+    label: int
+    parts: tuple[Clip, ...]
 
 
 def _by_source(clips: Sequence[Clip]) -> list[list[Clip]]:
-    groups: dict[tuple[str, str], list[Clip]] = {}
+    groups: dict[str, list[Clip]] = {}
     for c in clips:
-        groups.setdefault((c.family, c.source), []).append(c)
+        groups.setdefault(c.source, []).append(c)
     return [groups[k] for k in sorted(groups)]
 
 
 class ExampleSampler:
-    """Draws labelled, augmented windows from a set of training clips."""
+    """Draws labelled, augmented windows of audio from a set of training clips."""
 
     def __init__(self, clips: Sequence[Clip], cache: AudioCache, mixing: Mixing = Mixing()):
         self.cache = cache
         self.mixing = mixing
         self.n = window_samples()
         self.sr = FRONT_END.sample_rate
-        self._extractor = FeatureExtractor(FRONT_END)
         self._cries = _by_source([c for c in clips if c.is_cry])
         families: dict[str, list[Clip]] = {}
         for c in clips:
             if not c.is_cry:
                 families.setdefault(c.family, []).append(c)
-        self._negatives = [[families[f]] for f in sorted(families)]
+        self._negatives = [_by_source(families[f]) for f in sorted(families)]
         if not self._cries or not self._negatives:
             raise ValueError("training clips need both cries and non-cries")
-        self._active: dict[str, np.ndarray] = {}
+        self._active: dict[Path, np.ndarray] = {}
 
     def _segment(self, rng: np.random.Generator, clip: Clip, active: bool) -> np.ndarray:
         x = self.cache.audio(clip)
@@ -103,9 +107,9 @@ class ExampleSampler:
         if not active:
             start = int(rng.integers(0, len(x) - self.n + 1))
             return x[start : start + self.n]
-        starts = self._active.get(clip.path)
+        starts = self._active.get(clip.file)
         if starts is None:
-            starts = self._active[clip.path] = _active_starts(x, self.n)
+            starts = self._active[clip.file] = _active_starts(x, self.n)
         start = int(rng.choice(starts))
         return x[start : start + self.n]
 
@@ -113,72 +117,71 @@ class ExampleSampler:
         files = sources[rng.integers(len(sources))]
         return files[rng.integers(len(files))]
 
-    def _negative(self, rng: np.random.Generator) -> np.ndarray:
+    def _negative(self, rng: np.random.Generator, parts: list[Clip]) -> np.ndarray:
         family = self._negatives[rng.integers(len(self._negatives))]
-        return self._segment(rng, self._pick(rng, family), active=rng.random() < 0.5)
+        clip = self._pick(rng, family)
+        parts.append(clip)
+        return self._segment(rng, clip, active=rng.random() < 0.5)
 
-    def _noise(self, rng: np.random.Generator) -> np.ndarray:
-        return augment.coloured_noise(rng, self.n, self.sr)
-
-    def _tones(self, rng: np.random.Generator) -> np.ndarray:
-        return augment.tonal_sound(rng, self.n, self.sr)
-
-    def _background(self, rng: np.random.Generator) -> np.ndarray:
+    def _background(self, rng: np.random.Generator, parts: list[Clip]) -> np.ndarray:
         u = rng.random()
         if u < self.mixing.generated_background:
-            return self._noise(rng)
+            return augment.coloured_noise(rng, self.n, self.sr)
         if u < self.mixing.generated_background + self.mixing.tones:
-            return self._tones(rng)
-        return self._negative(rng)
+            return augment.tonal_sound(rng, self.n, self.sr)
+        return self._negative(rng, parts)
 
-    def audio(self, rng: np.random.Generator, cry: bool) -> np.ndarray:
-        """One augmented window of audio with the given label."""
+    def _cry(self, rng: np.random.Generator, parts: list[Clip]) -> tuple[np.ndarray, int]:
+        """A cry window; a partial one (crying begins inside it) is left for the teachers."""
+        clip = self._pick(rng, self._cries)
+        parts.append(clip)
+        x = self._segment(rng, clip, active=True)
+        m = self.mixing
+        if rng.random() < m.partial_cry:
+            silent = int(rng.uniform(0.3, 0.9) * self.n)
+            x = np.concatenate((np.zeros(silent, np.float32), x[: self.n - silent]))
+            return augment.mix(x, self._background(rng, parts), rng.uniform(*m.snr_db)), UNKNOWN
+        if rng.random() < m.cry_background:
+            x = augment.mix(x, self._background(rng, parts), rng.uniform(*m.snr_db))
+        return x, 1
+
+    def _not_cry(self, rng: np.random.Generator, parts: list[Clip]) -> np.ndarray:
         m = self.mixing
         snr = lambda: rng.uniform(*m.snr_db)  # noqa: E731
+        noise = lambda: augment.coloured_noise(rng, self.n, self.sr)  # noqa: E731
+        u = rng.random()
+        if u < m.noise_only:
+            return noise()
+        if u < m.noise_only + m.tones:
+            return augment.mix(
+                augment.tonal_sound(rng, self.n, self.sr), noise(), rng.uniform(0, 30)
+            )
+        if u < m.noise_only + m.tones + m.negative_plus_noise:
+            return augment.mix(self._negative(rng, parts), noise(), snr())
+        if u < m.noise_only + m.tones + m.negative_plus_noise + m.two_negatives:
+            return augment.mix(self._negative(rng, parts), self._negative(rng, parts), snr())
+        return self._negative(rng, parts)
+
+    def example(self, rng: np.random.Generator, cry: bool) -> Example:
+        """One augmented window of audio, a cry or not."""
+        parts: list[Clip] = []
         if cry:
-            x = self._segment(rng, self._pick(rng, self._cries), active=True)
-            if rng.random() < m.cry_background:
-                x = augment.mix(x, self._background(rng), snr())
+            x, label = self._cry(rng, parts)
         else:
-            u = rng.random()
-            if u < m.noise_only:
-                x = self._noise(rng)
-            elif u < m.noise_only + m.tones:
-                x = augment.mix(self._tones(rng), self._noise(rng), rng.uniform(0, 30))
-            elif u < m.noise_only + m.tones + m.negative_plus_noise:
-                x = augment.mix(self._negative(rng), self._noise(rng), snr())
-            elif u < m.noise_only + m.tones + m.negative_plus_noise + m.two_negatives:
-                x = augment.mix(self._negative(rng), self._negative(rng), snr())
-            else:
-                x = self._negative(rng)
-        if rng.random() < m.reverb:
+            x, label = self._not_cry(rng, parts), 0
+        if rng.random() < self.mixing.reverb:
             x = augment.reverberate(rng, x, self.sr)
-        if rng.random() < m.band_limit:
+        if rng.random() < self.mixing.band_limit:
             x = augment.band_limit(rng, x, self.sr)
-        return augment.set_level(rng, x)
-
-    def batch(self, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """`size` windows, half cries, as (features (size, frames, n_mels), labels (size,))."""
-        labels = (np.arange(size) % 2).astype(np.float32)
-        rng.shuffle(labels)
-        feats = np.stack([self._extractor.batch(self.audio(rng, bool(y))) for y in labels])
-        for i in np.flatnonzero(rng.random(size) < self.mixing.spec_mask):
-            _mask(rng, feats[i])
-        return feats.astype(np.float32), labels
+        return Example(augment.set_level(rng, x), label, tuple(parts))
 
 
-def _mask(rng: np.random.Generator, frames: np.ndarray) -> None:
-    """SpecAugment: blank a few mel bands and frames, so no single band or instant decides."""
-    fill = frames.mean()
-    width = int(rng.integers(0, 7))
-    low = int(rng.integers(0, frames.shape[1] - width + 1))
-    frames[:, low : low + width] = fill
-    span = int(rng.integers(0, 7))
-    first = int(rng.integers(0, frames.shape[0] - span + 1))
-    frames[first : first + span] = fill
+def features(audio: np.ndarray, extractor: FeatureExtractor | None = None) -> np.ndarray:
+    """Log-mel frames of one signal through the service's extractor (float32)."""
+    return (extractor or FeatureExtractor(FRONT_END)).batch(audio)
 
 
-def _active_starts(x: np.ndarray, n: int, hop: int = 400) -> np.ndarray:
+def _active_starts(x: np.ndarray, n: int, hop: int = 800) -> np.ndarray:
     """Window starts whose energy is at least a third of the clip's loudest window.
 
     Cry clips contain breaths and pauses; a window of silence labelled 'cry' teaches nothing.

@@ -1,7 +1,9 @@
-"""ONNX export: the graph (temperature included) plus the front end and threshold as metadata.
+"""ONNX export: the cry path of the graph (temperature included), convolutional in time, plus
+the front end and threshold as metadata.
 
-The file is loaded back through the service's own `CryClassifier` and compared with torch, so
-an export that the service cannot read or that computes something else fails here, not on a Pi.
+The file is loaded back through the service's own `CryClassifier` and compared with torch, one
+window at a time and as one long run of frames, so an export that the service cannot read, that
+computes something else, or whose long runs differ from its windows fails here, not on a Pi.
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ def metadata(trained: Trained) -> dict[str, str]:
         window_hop_frames=WINDOW_HOP_FRAMES,
         threshold=round(trained.threshold, 4),
         description=(
-            f"CryNet depthwise-separable CNN, {trained.macs_per_window} MACs/window, "
-            f"trained on split {trained.split}, temperature {trained.temperature:.3f}, "
-            f"seed {trained.recipe.seed}, {trained.recipe.steps} steps; see models/MODEL_CARD.md"
+            f"CryNet time-convolutional CNN distilled from YAMNet and mn04, "
+            f"{trained.macs_per_window} MACs/window ({trained.macs_per_hop} per hop in a long "
+            f"run), trained on split {trained.split}, temperature {trained.temperature:.3f}, "
+            f"seed {trained.recipe.seed}, {trained.recipe.epochs:g} epochs; "
+            "see models/MODEL_CARD.md"
         ),
     ).metadata()
 
@@ -38,14 +42,20 @@ def export(trained: Trained, path: Path) -> CryClassifier:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = trained.model.eval()
-    example = torch.zeros(2, WINDOW_FRAMES, FRONT_END.n_mels)
+    if (model.window_frames, model.hop_frames) != (WINDOW_FRAMES, WINDOW_HOP_FRAMES):
+        raise RuntimeError(
+            f"the network's receptive field and stride ({model.window_frames}, "
+            f"{model.hop_frames}) differ from the front end's window ({WINDOW_FRAMES}, "
+            f"{WINDOW_HOP_FRAMES})"
+        )
+    example = torch.zeros(1, WINDOW_FRAMES + WINDOW_HOP_FRAMES, FRONT_END.n_mels)
     torch.onnx.export(
         model,
         (example,),
         str(path),
         input_names=["logmel"],
         output_names=["logit"],
-        dynamic_axes={"logmel": {0: "batch"}, "logit": {0: "batch"}},
+        dynamic_axes={"logmel": {0: "batch", 1: "frames"}, "logit": {0: "batch", 1: "positions"}},
         opset_version=OPSET,
         dynamo=False,
     )
@@ -56,11 +66,17 @@ def export(trained: Trained, path: Path) -> CryClassifier:
     onnx.checker.check_model(proto)
     onnx.save(proto, str(path))
     classifier = CryClassifier(path)
-    probe = np.random.default_rng(0).normal(-8, 3, (5, WINDOW_FRAMES, FRONT_END.n_mels))
-    probe = probe.astype(np.float32)
+    frames = WINDOW_FRAMES + 20 * WINDOW_HOP_FRAMES
+    probe = np.random.default_rng(0).normal(-8, 3, (frames, FRONT_END.n_mels)).astype(np.float32)
     with torch.no_grad():
-        expected = model(torch.from_numpy(probe)).numpy()
-    _, logits = classifier.predict(probe)
-    if not np.allclose(logits, expected, atol=1e-3):
-        raise RuntimeError(f"{path}: ONNX logits differ from torch ({logits} vs {expected})")
+        expected = model(torch.from_numpy(probe[None]))[0].numpy()
+    _, run = classifier.predict(probe)
+    alone = [
+        classifier.predict(probe[j * WINDOW_HOP_FRAMES : j * WINDOW_HOP_FRAMES + WINDOW_FRAMES])[1]
+        for j in range(len(run))
+    ]
+    if not (
+        np.allclose(run, expected, atol=1e-3) and np.allclose(run, np.concatenate(alone), atol=1e-4)
+    ):
+        raise RuntimeError(f"{path}: ONNX logits differ from torch or from window-by-window")
     return classifier

@@ -1,8 +1,16 @@
-"""CryNet: a depthwise-separable CNN over one ~1 s log-mel window, sized for a Pi core.
+"""CryNet: a CNN that is convolutional in time, so a long run of frames is computed once.
 
-The window's mean log energy is subtracted first, so overall gain (distance to the baby,
-microphone sensitivity) cannot be a cue. Pooling is over time only; frequency position is kept
-because a cry's pitch band is part of what makes it a cry. `macs()` counts multiply-adds.
+Every convolution is 'valid' in time (no padding) and the time strides multiply to the model's
+hop, so the logit at position j depends on exactly frames [j*hop, j*hop + receptive field): one
+window, the same whatever else the run holds. Live, the service passes one window; in replay it
+passes seconds of frames and each frame goes through the network once instead of once per
+overlapping window (4.4 windows overlap each frame). Frequency is padded and strided; its
+position is kept to the end, where one layer reads the remaining bands, because a cry's pitch
+band is part of what makes it a cry.
+
+During training a second head predicts the AudioSet teacher's 527 class probabilities from the
+same embedding: it makes the student tell songs, meows and music boxes apart as the teacher
+does. Only the cry logit is exported.
 """
 
 from __future__ import annotations
@@ -10,64 +18,92 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+AUDIOSET_CLASSES = 527
+TIME_LAYOUT = ((1, 2), (2, 2), (1, 1), (2, 2), (1, 1), (3, 2), (1, 1))  # (time, freq) strides
 
-def _separable(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_in, 3, padding=1, groups=c_in, bias=False),
-        nn.Conv2d(c_in, c_out, 1, bias=False),
-        nn.BatchNorm2d(c_out),
-        nn.ReLU(),
-    )
+
+def receptive_field(layout: tuple[tuple[int, int], ...] = TIME_LAYOUT) -> tuple[int, int]:
+    """(frames one logit sees, frames between logits) for 3-frame kernels with these strides."""
+    field, jump = 1, 1
+    for time_stride, _ in layout:
+        field += 2 * jump
+        jump *= time_stride
+    return field, jump
+
+
+class _Block(nn.Module):
+    """3x3 convolution, valid in time; residual (time-cropped) when the shape allows."""
+
+    def __init__(self, c_in: int, c_out: int, stride: tuple[int, int]) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, 3, stride, (0, 1), bias=False)
+        self.norm = nn.BatchNorm2d(c_out)
+        self.residual = stride == (1, 1) and c_in == c_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.norm(self.conv(x))
+        if self.residual:
+            y = y + x[:, :, 1:-1]
+        return torch.relu(y)
 
 
 class CryNet(nn.Module):
-    """(batch, frames, n_mels) log-mel -> (batch,) cry logit, divided by a fitted temperature."""
+    """(batch, frames, n_mels) log-mel -> (batch, positions) cry logits / fitted temperature."""
 
-    def __init__(self, frames: int, n_mels: int, widths: tuple[int, ...] = (24, 32, 48, 64)):
+    def __init__(
+        self,
+        n_mels: int,
+        widths: tuple[int, ...] = (16, 32, 32, 64, 64, 96, 96),
+        embedding: int = 128,
+    ) -> None:
         super().__init__()
-        first, *rest = widths
-        layers: list[nn.Module] = [
-            nn.Conv2d(1, first, 3, padding=1, bias=False),
-            nn.BatchNorm2d(first),
-            nn.ReLU(),
-        ]
-        c = first
-        for w in rest:
-            layers += [nn.MaxPool2d(2), _separable(c, w)]
-            c = w
-        self.body = nn.Sequential(*layers)
+        if len(widths) != len(TIME_LAYOUT):
+            raise ValueError(f"widths needs {len(TIME_LAYOUT)} entries, one per layer")
         self.input_norm = nn.BatchNorm2d(1)
-        with torch.no_grad():
-            reduced = self.body(torch.zeros(1, 1, frames, n_mels))
-        self.dropout = nn.Dropout(0.3)
-        self.head = nn.Linear(2 * reduced.shape[1] * reduced.shape[3], 1)
+        blocks, c, bands = [], 1, n_mels
+        for width, stride in zip(widths, TIME_LAYOUT, strict=True):
+            blocks.append(_Block(c, width, stride))
+            c, bands = width, (bands - 1) // stride[1] + 1
+        self.body = nn.Sequential(*blocks)
+        self.embed = nn.Sequential(
+            nn.Conv2d(c, embedding, (1, bands), bias=False), nn.BatchNorm2d(embedding), nn.ReLU()
+        )
+        self.dropout = nn.Dropout(0.2)
+        self.cry = nn.Conv2d(embedding, 1, 1)
+        self.audioset = nn.Conv2d(embedding, AUDIOSET_CLASSES, 1)
         self.register_buffer("temperature", torch.ones(()))
-        self.frames, self.n_mels = frames, n_mels
+        self.n_mels = n_mels
+        self.window_frames, self.hop_frames = receptive_field()
+
+    def embedding(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, embedding, positions)."""
+        return self.embed(self.body(self.input_norm(x.unsqueeze(1)))).squeeze(3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x - x.mean(dim=(1, 2), keepdim=True)
-        h = self.body(self.input_norm(x.unsqueeze(1)))
-        pooled = torch.cat((h.mean(dim=2), h.amax(dim=2)), dim=1).flatten(1)
-        return self.head(self.dropout(pooled)).squeeze(1) / self.temperature
+        h = self.dropout(self.embedding(x)).unsqueeze(3)
+        return self.cry(h)[:, 0, :, 0] / self.temperature
+
+    def both(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training: cry logits (batch, positions) and AudioSet logits (batch, 527, positions)."""
+        h = self.dropout(self.embedding(x)).unsqueeze(3)
+        return self.cry(h)[:, 0, :, 0] / self.temperature, self.audioset(h)[:, :, :, 0]
 
 
-def macs(model: CryNet) -> int:
-    """Multiply-adds of one window through convolutions and the head (BN folds into convs)."""
+def macs(model: CryNet, frames: int | None = None) -> int:
+    """Multiply-adds of the exported path (BN folds into convs) for a run of `frames` frames."""
     total = 0
 
     def count(module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
         nonlocal total
-        if isinstance(module, nn.Conv2d):
+        if isinstance(module, nn.Conv2d) and module is not model.audioset:
             k = module.kernel_size[0] * module.kernel_size[1]
             total += output.numel() * k * module.in_channels // module.groups
-        elif isinstance(module, nn.Linear):
-            total += module.in_features * module.out_features
 
     hooks = [m.register_forward_hook(count) for m in model.modules()]
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        model(torch.zeros(1, model.frames, model.n_mels))
+        model(torch.zeros(1, frames or model.window_frames, model.n_mels))
     model.train(was_training)
     for h in hooks:
         h.remove()

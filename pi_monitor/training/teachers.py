@@ -23,8 +23,7 @@ import scipy.special
 import torch
 
 from pi_monitor.training import mn04
-
-DEFAULT_TEACHERS = Path(__file__).resolve().parents[2].parent / "shared" / "teachers"
+from pi_monitor.training.corpus import DEFAULT_TEACHERS
 
 SAMPLE_RATE = 16000
 WINDOW_SAMPLES = 15600  # one YAMNet patch: 96 frames of 25 ms at a 10 ms hop

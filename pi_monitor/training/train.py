@@ -1,54 +1,61 @@
-"""Seeded training: augmented batches in worker processes, AdamW, checkpoint by validation loss,
-temperature fitted on validation, threshold from validation negatives.
+"""Seeded distillation: the student learns from hard labels and from the teachers at once.
 
-Batch i is drawn from `SeedSequence(seed, i)`, so results do not depend on the worker count.
-Validation clips are never trained on; test clips are never looked at here.
+Each training window's cry target blends its hard label (where known) with the cry teacher's
+probability, `hard_weight * label + (1 - hard_weight) * teacher`, and is the teacher's alone for
+windows only the teachers can judge (a cry that begins inside the window). A second head learns
+mn04's 527 AudioSet probabilities from the same embedding, so the student separates what the
+teacher separates (songs, meows, music boxes, speech) even where cry-data has no label for it.
+AdamW with a one-cycle schedule; checkpoint by validation loss; temperature fitted on validation
+windows; threshold from unaugmented validation negatives.
+
+Windows come from the labelled pool (pool.py) with cheap augmentation on the frames: a random
+gain (a constant added to log-mel) and SpecAugment masks. The order of windows depends only on
+the seed. Validation clips are never trained on; test clips are never looked at here.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-from collections import deque
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from multiprocessing.pool import AsyncResult
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from pi_monitor.training.corpus import AudioCache, Clip, Split
-from pi_monitor.training.examples import (
-    FRONT_END,
-    WINDOW_FRAMES,
-    ExampleSampler,
-    Mixing,
-    clip_windows,
-)
+from pi_monitor.features import FeatureExtractor
+from pi_monitor.training.corpus import AudioCache, Clip
+from pi_monitor.training.examples import FRONT_END, pad_to, window_samples
+from pi_monitor.training.heads import CryTeacher, fit_temperature, teacher_logits
 from pi_monitor.training.model import CryNet, macs
+from pi_monitor.training.pool import Pool
 
 
 @dataclass(frozen=True)
 class Recipe:
     """Everything that decides a trained model besides the data."""
 
-    steps: int = 2400
-    batch: int = 128
+    epochs: float = 5.0
+    batch: int = 256
     lr: float = 3e-3
-    weight_decay: float = 1e-3
-    label_smoothing: float = 0.05
-    val_examples: int = 2048
-    val_every: int = 300
+    weight_decay: float = 1e-2
+    hard_weight: float = 0.5
+    audioset_weight: float = 1.0
+    family_weights: tuple[tuple[str, float], ...] = (("animals", 3.0),)
+    gain_db: float = 10.0
+    spec_mask: float = 0.5
+    val_every: int = 400
     threshold_quantile: float = 0.999
+    widths: tuple[int, ...] = (16, 32, 32, 64, 64, 96, 96)
+    embedding: int = 128
     seed: int = 0
-    threads: int = 1
-    workers: int = 1
+    threads: int = 2
 
 
 @dataclass(frozen=True)
 class Trained:
-    """A trained model and what validation said about it."""
+    """A trained student and what validation said about it."""
 
     model: CryNet
     recipe: Recipe
@@ -58,102 +65,107 @@ class Trained:
     val_loss: float
     val_recall_at_threshold: float
     macs_per_window: int
+    macs_per_hop: int
     seconds: float
 
 
-PREFETCH = 8
-_SAMPLER: ExampleSampler | None = None
+def _targets(pool: Pool, rows: np.ndarray, teacher: CryTeacher, hard_weight: float) -> np.ndarray:
+    soft = 1 / (1 + np.exp(-teacher_logits(teacher, pool, rows)))
+    labels = np.asarray(pool["label"][rows], np.float64)
+    return np.where(labels >= 0, hard_weight * labels + (1 - hard_weight) * soft, soft).astype(
+        np.float32
+    )
 
 
-def _init_worker(sampler: ExampleSampler) -> None:
-    global _SAMPLER
-    _SAMPLER = sampler
+def _augment(rng: np.random.Generator, feats: np.ndarray, recipe: Recipe) -> np.ndarray:
+    """Random gain (power scales by 10^(dB/10), log-mel shifts by its log) and masks."""
+    gain = rng.uniform(-recipe.gain_db, recipe.gain_db, (len(feats), 1, 1)) * np.log(10) / 10
+    feats = feats + gain.astype(np.float32)
+    for i in np.flatnonzero(rng.random(len(feats)) < recipe.spec_mask):
+        _mask(rng, feats[i])
+    return feats
 
 
-def _make_batch(args: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
-    seed, index, size = args
-    assert _SAMPLER is not None
-    return _SAMPLER.batch(np.random.default_rng([seed, index]), size)
-
-
-def batches(
-    sampler: ExampleSampler, seed: int, count: int, size: int, workers: int
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """`count` batches in order; batch i depends only on (seed, i).
-
-    At most `PREFETCH` batches per worker wait for the trainer: `Pool.imap` would let the workers
-    run ahead through every batch of the run and hold them all in memory (2 GB at 2400 steps).
-    """
-    jobs = ((seed, i, size) for i in range(count))
-    if workers <= 0:
-        _init_worker(sampler)
-        yield from map(_make_batch, jobs)
-        return
-    with multiprocessing.get_context("fork").Pool(workers, _init_worker, (sampler,)) as pool:
-        pending: deque[AsyncResult] = deque()
-        for job in jobs:
-            pending.append(pool.apply_async(_make_batch, (job,)))
-            if len(pending) >= PREFETCH * workers:
-                yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()
+def _mask(rng: np.random.Generator, frames: np.ndarray) -> None:
+    """SpecAugment: blank a few mel bands and frames, so no single band or instant decides."""
+    fill = frames.mean()
+    width = int(rng.integers(0, 9))
+    low = int(rng.integers(0, frames.shape[1] - width + 1))
+    frames[:, low : low + width] = fill
+    span = int(rng.integers(0, 9))
+    first = int(rng.integers(0, frames.shape[0] - span + 1))
+    frames[first : first + span] = fill
 
 
 def _logits(model: CryNet, feats: np.ndarray) -> np.ndarray:
     model.eval()
     with torch.no_grad():
-        out = torch.cat(
-            [model(torch.from_numpy(feats[i : i + 512])) for i in range(0, len(feats), 512)]
-        )
-    return out.numpy().astype(np.float64)
+        out = [
+            model(torch.from_numpy(np.asarray(feats[i : i + 1024], np.float32)))[:, 0]
+            for i in range(0, len(feats), 1024)
+        ]
+    return torch.cat(out).numpy().astype(np.float64)
 
 
 def _bce(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(np.logaddexp(0, logits) - labels * logits))
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """The temperature that minimises validation log-loss (grid in log space)."""
-    grid = np.exp(np.linspace(np.log(0.25), np.log(8.0), 161))
-    return float(grid[np.argmin([_bce(logits / t, labels) for t in grid])])
-
-
 def train(
-    split: Split,
+    pool: Pool,
+    rows: np.ndarray,
+    weights: np.ndarray,
+    val_pool: Pool,
+    val_rows: np.ndarray,
+    teacher: CryTeacher,
+    val_clips: Sequence[Clip],
     cache: AudioCache,
+    split: str,
     recipe: Recipe = Recipe(),
     progress: bool = True,
 ) -> Trained:
-    import time
-
+    """Train on pool `rows` (each row's cry loss times `weights`) with `teacher`'s targets;
+    validate on `val_rows` and `val_clips`."""
     started = time.process_time()
     torch.manual_seed(recipe.seed)
     torch.set_num_threads(recipe.threads)
-    sampler = ExampleSampler(split.train, cache)
-    val_sampler = ExampleSampler(split.val, cache, Mixing(spec_mask=0.0))
-    val_x, val_y = next(batches(val_sampler, recipe.seed + 10_000, 1, recipe.val_examples, 0))
+    rng = np.random.default_rng(recipe.seed)
+    targets = _targets(pool, rows, teacher, recipe.hard_weight)
+    known = val_rows[val_pool["label"][val_rows] >= 0]
+    val_x = np.asarray(val_pool["features"][known], np.float32)
+    val_y = np.asarray(val_pool["label"][known], np.float64)
 
-    model = CryNet(WINDOW_FRAMES, FRONT_END.n_mels)
+    model = CryNet(FRONT_END.n_mels, recipe.widths, recipe.embedding)
+    steps = max(1, int(recipe.epochs * len(rows) / recipe.batch))
     optimiser = torch.optim.AdamW(
         model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay
     )
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, recipe.lr, total_steps=recipe.steps)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
-    smooth = recipe.label_smoothing
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, recipe.lr, total_steps=steps)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
     best_loss, best_state = np.inf, None
-    stream = batches(sampler, recipe.seed, recipe.steps, recipe.batch, recipe.workers)
-    bar = tqdm(stream, total=recipe.steps, desc=f"training {split.name}", disable=not progress)
-    for step, (x, y) in enumerate(bar, 1):
+    order = np.concatenate(
+        [rng.permutation(len(rows)) for _ in range(int(np.ceil(recipe.epochs)) + 1)]
+    )
+    bar = tqdm(range(1, steps + 1), desc=f"training {split}", disable=not progress)
+    for step in bar:
+        pick = np.sort(order[(step - 1) * recipe.batch : step * recipe.batch])
+        r = rows[pick]
+        x = _augment(rng, np.asarray(pool["features"][r], np.float32), recipe)
+        audioset = 1 / (1 + np.exp(-np.asarray(pool["mn04_logit"][r], np.float32)))
         model.train()
-        target = torch.from_numpy(y * (1 - smooth) + smooth / 2)
-        loss = loss_fn(model(torch.from_numpy(x)), target)
+        cry, classes = model.both(torch.from_numpy(x))
+        weight = torch.from_numpy(weights[pick])
+        per_row = bce(cry[:, 0], torch.from_numpy(targets[pick]), reduction="none")
+        loss = (weight * per_row).sum() / weight.sum() + recipe.audioset_weight * bce(
+            classes[:, :, 0], torch.from_numpy(audioset)
+        )
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
         schedule.step()
-        if step % recipe.val_every == 0 or step == recipe.steps:
+        if step % recipe.val_every == 0 or step == steps:
             val_loss = _bce(_logits(model, val_x), val_y)
-            bar.set_postfix(loss=f"{loss.item():.3f}", val=f"{val_loss:.3f}")
+            bar.set_postfix(loss=f"{loss.item():.3f}", val=f"{val_loss:.4f}")
             if val_loss < best_loss:
                 best_loss = val_loss
                 best_state = {k: v.clone() for k, v in model.state_dict().items()}
@@ -163,19 +175,29 @@ def train(
 
     temperature = fit_temperature(_logits(model, val_x), val_y)
     model.temperature.fill_(temperature)
-    threshold = choose_threshold(model, split.val, cache, recipe.threshold_quantile)
+    threshold = choose_threshold(model, val_clips, cache, recipe.threshold_quantile)
     val_scores = 1 / (1 + np.exp(-_logits(model, val_x)))
+    window = macs(model)
     return Trained(
         model=model,
         recipe=recipe,
-        split=split.name,
+        split=split,
         threshold=threshold,
         temperature=temperature,
         val_loss=_bce(_logits(model, val_x), val_y),
         val_recall_at_threshold=float(np.mean(val_scores[val_y == 1] >= threshold)),
-        macs_per_window=macs(model),
+        macs_per_window=window,
+        macs_per_hop=(macs(model, model.window_frames + 100 * model.hop_frames) - window) // 100,
         seconds=time.process_time() - started,
     )
+
+
+def clip_logits(model: CryNet, audio: np.ndarray) -> np.ndarray:
+    """Every window of a clip at the model's hop, as the service computes them."""
+    frames = FeatureExtractor(FRONT_END).batch(pad_to(audio, window_samples()))
+    model.eval()
+    with torch.no_grad():
+        return model(torch.from_numpy(frames[None]))[0].numpy().astype(np.float64)
 
 
 def choose_threshold(
@@ -185,8 +207,7 @@ def choose_threshold(
 
     Kept within [0.5, 0.95] so the score stays a probability-like number a user can reason about.
     """
-    windows = [clip_windows(cache.audio(c)) for c in val if not c.is_cry]
-    logits = _logits(model, np.concatenate(windows))
+    logits = np.concatenate([clip_logits(model, cache.audio(c)) for c in val if not c.is_cry])
     scores = 1 / (1 + np.exp(-logits))
     return float(np.clip(np.quantile(scores, quantile), 0.5, 0.95))
 
@@ -201,7 +222,9 @@ def save_checkpoint(trained: Trained, path: Path) -> None:
 
 def load_checkpoint(path: Path) -> Trained:
     saved = torch.load(path, weights_only=False)
-    model = CryNet(WINDOW_FRAMES, FRONT_END.n_mels)
+    fields = saved.pop("recipe")
+    recipe = Recipe(**{**fields, "widths": tuple(fields["widths"])})
+    model = CryNet(FRONT_END.n_mels, recipe.widths, recipe.embedding)
     model.load_state_dict(saved.pop("state"))
     model.eval()
-    return Trained(model=model, recipe=Recipe(**saved.pop("recipe")), **saved)
+    return Trained(model=model, recipe=recipe, **saved)

@@ -15,6 +15,7 @@ import csv
 import fnmatch
 import hashlib
 import heapq
+import os
 import re
 import shutil
 import sys
@@ -605,8 +606,9 @@ def build(
     rows: list[dict[str, str]] = []
     for spec in catalogue(seed) if sources is None else sources:
         rows += build_source(spec, out, tools, seed, fetch, report)
-    _write_rows(out / "manifest.tmp", rows)
-    (out / "manifest.tmp").rename(out / "manifest.csv")
+    partial = out / f"manifest.{os.getpid()}.tmp"  # one per process: runs may share a cache
+    _write_rows(partial, rows)
+    partial.replace(out / "manifest.csv")
     return rows, report
 
 
