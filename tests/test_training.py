@@ -357,3 +357,17 @@ def test_cli_names_a_missing_corpus(tmp_path: Path, capsys: pytest.CaptureFixtur
 
     assert main(["evaluate", "--corpus", str(tmp_path / "none"), "--no-transfer"]) == 2
     assert "manifest.csv" in capsys.readouterr().err
+
+
+def test_long_noise_uses_an_fft_length_with_only_small_prime_factors() -> None:
+    from pi_monitor.training.augment import fast_fft_length
+
+    for n in (1, 7, 17_152, 4_194_305, 20_000_003):
+        m = fast_fft_length(n)
+        assert m >= n
+        rest = m
+        for p in (2, 3, 5):
+            while rest % p == 0:
+                rest //= p
+        assert rest == 1, (n, m)
+    assert fast_fft_length(20_000_003) < 20_000_003 * 1.01

@@ -40,6 +40,24 @@ def active_rms(x: np.ndarray, frame: int = 160) -> float:
 
 
 MODULATION_CHUNK = 1 << 20  # samples modulated at a time
+EXACT_FFT_MAX = 1 << 22  # longer noise is drawn at an FFT-friendly length and cut
+
+
+def fast_fft_length(n: int) -> int:
+    """The smallest 2^a * 3^b * 5^c >= n. An FFT of a length with a large prime factor falls
+    back on Bluestein's algorithm, which needed 20 times its input in memory (25 GB for a
+    fold's three-hour false-alarm stream)."""
+    best, p5 = 2 * n, 1
+    while p5 < 2 * n:
+        p35 = p5
+        while p35 < 2 * n:
+            p = p35
+            while p < n:
+                p *= 2
+            best = min(best, p)
+            p35 *= 3
+        p5 *= 5
+    return best
 
 
 def coloured_noise(rng: np.random.Generator, n: int, sample_rate: int) -> np.ndarray:
@@ -48,6 +66,7 @@ def coloured_noise(rng: np.random.Generator, n: int, sample_rate: int) -> np.nda
     Slope from brown (-2) to blue (+1) covers white-noise machines, fans, hair dryers and
     hiss; resonant peaks add motor hum; a 0.05-2 Hz amplitude modulation makes fans and waves.
     """
+    wanted, n = n, fast_fft_length(n) if n > EXACT_FFT_MAX else n
     spectrum = np.empty(n // 2 + 1, np.complex128)  # built in place: an evaluation stream
     spectrum.real = rng.standard_normal(len(spectrum))  # is hours long, its temporaries GBs
     spectrum.imag = rng.standard_normal(len(spectrum))
@@ -70,6 +89,7 @@ def coloured_noise(rng: np.random.Generator, n: int, sample_rate: int) -> np.nda
         for start in range(0, n, MODULATION_CHUNK):
             t = np.arange(start, min(n, start + MODULATION_CHUNK)) / sample_rate
             noise[start : start + len(t)] *= 1 + depth * np.sin(2 * np.pi * rate * t + phase)
+    noise = noise[:wanted]
     return (noise / rms(noise)).astype(np.float32)
 
 
