@@ -41,6 +41,7 @@ MIXTURE_S = 30.0
 COLLAR_S = 1.0
 FPRS = (0.01, 0.001)
 THRESHOLD_QUANTILE = 0.999
+THRESHOLD_CEILING = 0.95
 REPORT_FAMILIES = ("animals", "music", "music_box", "singing", "noise", "speech", "other")
 BACKGROUNDS = ("all", "music", "singing")  # event mixtures: test negatives of these families
 
@@ -166,7 +167,13 @@ def validation_threshold(scorer: Scorer, val: Sequence[Clip], cache: AudioCache)
     """The teachers' rule for an on-threshold, like the student's: a high quantile of window
     scores on validation negatives (bounded below so a near-silent teacher still detects)."""
     scores = np.concatenate([window_scores(scorer, cache.audio(c)) for c in val if not c.is_cry])
-    return float(np.clip(np.quantile(scores, THRESHOLD_QUANTILE), 0.05, 0.95))
+    return threshold_from_negatives(scores, THRESHOLD_QUANTILE, floor=0.05)
+
+
+def threshold_from_negatives(scores: np.ndarray, quantile: float, floor: float) -> float:
+    """The one rule for an on-threshold (student and teachers): a high quantile of validation
+    negatives' window scores, at most 0.95 so it stays a number a parent can reason about."""
+    return float(np.clip(np.quantile(scores, quantile), floor, THRESHOLD_CEILING))
 
 
 def auc(pos: Sequence[float], neg: Sequence[float]) -> float:

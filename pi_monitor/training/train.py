@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from pi_monitor.features import FeatureExtractor
 from pi_monitor.training.corpus import AudioCache, Clip
+from pi_monitor.training.evaluate import THRESHOLD_QUANTILE, threshold_from_negatives
 from pi_monitor.training.examples import FRONT_END, pad_to, window_samples
 from pi_monitor.training.heads import CryTeacher, fit_temperature, teacher_logits
 from pi_monitor.training.model import CryNet, macs
@@ -46,7 +47,7 @@ class Recipe:
     gain_db: float = 10.0
     spec_mask: float = 0.5
     val_every: int = 400
-    threshold_quantile: float = 0.999
+    threshold_quantile: float = THRESHOLD_QUANTILE
     widths: tuple[int, ...] = (16, 32, 32, 64, 64, 96, 96)
     embedding: int = 128
     seed: int = 0
@@ -203,13 +204,10 @@ def clip_logits(model: CryNet, audio: np.ndarray) -> np.ndarray:
 def choose_threshold(
     model: CryNet, val: Sequence[Clip], cache: AudioCache, quantile: float
 ) -> float:
-    """On-threshold = a high quantile of scores on unaugmented validation negatives' windows.
-
-    Kept within [0.5, 0.95] so the score stays a probability-like number a user can reason about.
-    """
+    """On-threshold from unaugmented validation negatives' windows; at least 0.5, where the
+    calibrated student starts to say "more likely a cry"."""
     logits = np.concatenate([clip_logits(model, cache.audio(c)) for c in val if not c.is_cry])
-    scores = 1 / (1 + np.exp(-logits))
-    return float(np.clip(np.quantile(scores, quantile), 0.5, 0.95))
+    return threshold_from_negatives(1 / (1 + np.exp(-logits)), quantile, floor=0.5)
 
 
 def save_checkpoint(trained: Trained, path: Path) -> None:
