@@ -191,6 +191,31 @@ def test_a_cry_that_begins_inside_the_window_is_left_to_the_teachers(
     assert example.label == UNKNOWN
 
 
+def test_a_mined_window_makes_a_negative_of_itself_and_a_cry_over_it(
+    tiny_corpus: Path, cache: AudioCache
+) -> None:
+    clips = read_manifest(tiny_corpus)
+    sampler = ExampleSampler(clips, cache)
+    hard = next(c for c in clips if c.family == "animals")
+    rng = np.random.default_rng(0)
+    negative = sampler.hard(rng, hard, 8000, cry=False)
+    over = sampler.hard(rng, hard, 8000, cry=True)
+    assert (negative.label, negative.parts) == (0, (hard,))
+    assert over.label == 1 and over.parts[0] == hard and over.parts[1].is_cry
+    for e in (negative, over):
+        assert e.audio.shape == (window_samples(),) and np.all(np.isfinite(e.audio))
+
+
+def test_mining_keeps_one_window_per_loud_moment_highest_first() -> None:
+    pytest.importorskip("torch", reason="torch not installed (pip install -e .[train])")
+    from pi_monitor.training.mining import peaks
+
+    scores = np.array([0.1, 0.6, 0.9, 0.7, 0.2, 0.55, 0.1, 0.1, 0.1, 0.8, 0.49])
+    assert peaks(scores, 0.5, 4).tolist() == [2, 9]
+    assert peaks(scores, 0.5, 1).tolist() == [1, 2, 3, 5, 9]
+    assert peaks(scores, 0.95, 4).tolist() == []
+
+
 def test_training_package_does_not_import_torch_for_data_and_evaluation() -> None:
     code = (
         "import sys, pi_monitor.training, pi_monitor.training.evaluate, "
@@ -225,6 +250,26 @@ def test_a_fold_uses_no_pool_window_made_of_what_it_holds_out(
     allowed = {str(c.file) for c in fold.train}
     used = {train.clip_files[i] for i in np.unique(train["parts"][rows]) if i >= 0}
     assert used <= allowed
+
+
+def test_mined_windows_join_the_pool_labelled_by_the_teachers_and_named_by_their_clips(
+    pools: tuple, cache: AudioCache, teachers: Path, tmp_path: Path
+) -> None:
+    from pi_monitor.training.pool import PoolSpec, build
+
+    split, train, _ = pools
+    animal = next(i for i, c in enumerate(split.train) if c.family == "animals")
+    windows = ((animal, 4000, True), (animal, 4000, False), (animal, 4000, False))
+    spec = PoolSpec(len(windows), 7, hard=windows)
+    mined = build(split.train, cache, spec, tmp_path / "mined", teachers, 0, False)
+    assert len(mined) == 256  # one chunk, the windows repeated to fill it
+    assert mined["label"][:3].tolist() == [1, 0, 0]
+    assert np.all(mined["parts"][:, 0] == animal)
+    joined = train.join(mined)
+    assert len(joined) == len(train) + 256
+    assert np.array_equal(joined["features"][len(train) :], mined["features"])
+    fold = leave_one_source_out(split.train, "toneA", "animals")
+    assert np.all(joined.usable(fold.train) < len(train))  # a fold drops the animal's windows
 
 
 def test_windows_holding_a_weighted_family_weigh_more_and_the_rest_weigh_one(

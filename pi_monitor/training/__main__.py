@@ -18,6 +18,7 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pi_monitor.config import ConfigError, DetectorSettings, load_settings
 from pi_monitor.training.corpus import (
@@ -34,6 +35,12 @@ from pi_monitor.training.corpus import (
     read_manifest,
 )
 
+if TYPE_CHECKING:
+    from pi_monitor.training.mining import Window
+    from pi_monitor.training.model import CryNet
+    from pi_monitor.training.pool import Pool
+    from pi_monitor.training.train import Trained
+
 LOSO_FOLDS = (
     ("theunissenlab/BabyCriesDiscomfortPain", "animals"),
     ("donateacry-corpus", "music"),
@@ -42,6 +49,7 @@ LOSO_FOLDS = (
 )
 TRAIN_EXAMPLES = 200_000
 VAL_SHARE = 12  # the validation pool is a twelfth of the training pool's size
+MINE_LR = 1 / 3  # stage 2 starts from stage 1, at a third of its learning rate
 
 
 def _split(args: argparse.Namespace, clips: list[Clip]) -> Split:
@@ -109,6 +117,17 @@ class Workspace:
             built.append(pool.build(clips, self.cache, spec, folder, a.teachers, a.workers))
         return tuple(built)
 
+    def hard_pool(self, windows: tuple[Window, ...]) -> Pool:
+        """The mined windows, labelled by the teachers like the pool (built once per list)."""
+        from pi_monitor.training import pool
+
+        spec = pool.PoolSpec(examples=len(windows), seed=self.args.seed + 2000, hard=windows)
+        folder = self.args.cache / f"pool-{spec.digest(self.base.train)}"
+        print(f"{folder}: {len(windows)} examples from mined windows")
+        return pool.build(
+            self.base.train, self.cache, spec, folder, self.args.teachers, self.args.workers
+        )
+
     def cry_teacher(self, split: Split) -> Path:
         """The split's cry teacher (fitted once, kept in the runs folder)."""
         from pi_monitor.training.heads import fit_cry_teacher
@@ -125,26 +144,37 @@ class Workspace:
 
 
 def _train(args: argparse.Namespace, ws: Workspace, split: Split) -> Path:
+    """Stage 1 on the pool (kept beside the checkpoint and reused when its recipe and split
+    match); then, unless --mine-epochs 0, stage 2 from it on the pool plus the windows of the
+    training non-cries that stage 1 still calls cries (mining.py)."""
     from pi_monitor.training.export import export
     from pi_monitor.training.heads import CryTeacher
-    from pi_monitor.training.train import Recipe, save_checkpoint, train
+    from pi_monitor.training.mining import mine
+    from pi_monitor.training.train import Recipe, load_checkpoint, save_checkpoint, train
 
     train_pool, val_pool = ws.pools()
     teacher = CryTeacher.load(ws.cry_teacher(split))
     recipe = Recipe(epochs=args.epochs, seed=args.seed, threads=args.threads)
-    rows = train_pool.usable(split.train)
-    trained = train(
-        train_pool,
-        rows,
-        train_pool.weights(rows, ws.clips, dict(recipe.family_weights)),
-        val_pool,
-        val_pool.usable(split.val),
-        teacher,
-        split.val,
-        ws.cache,
-        split.name,
-        recipe,
-    )
+
+    def fit(pool: Pool, recipe: Recipe, start: CryNet | None = None) -> Trained:
+        rows = pool.usable(split.train)
+        weights = pool.weights(rows, ws.clips, dict(recipe.family_weights))
+        return train(
+            pool, rows, weights, val_pool, val_pool.usable(split.val), teacher, split.val,
+            ws.cache, split.name, recipe, start=start,
+        )  # fmt: skip
+
+    first = args.checkpoint.with_name(f"{args.checkpoint.stem}-stage1.pt")
+    trained = load_checkpoint(first) if first.is_file() else None
+    if trained is None or trained.recipe != recipe or trained.split != split.name:
+        trained = fit(train_pool, recipe)
+        save_checkpoint(trained, first)
+    print(f"{first}: stage 1, val loss {trained.val_loss:.4f}, {trained.seconds:.0f} s CPU")
+    if args.mine_epochs > 0:
+        mined = mine(trained.model, split.train, train_pool.clip_files, ws.cache)
+        pool = train_pool.join(ws.hard_pool(mined)) if mined else train_pool
+        second = dataclasses.replace(recipe, epochs=args.mine_epochs, lr=recipe.lr * MINE_LR)
+        trained = fit(pool, second, start=trained.model)
     save_checkpoint(trained, args.checkpoint)
     export(trained, args.out)
     print(
@@ -152,7 +182,7 @@ def _train(args: argparse.Namespace, ws: Workspace, split: Split) -> Path:
         f"val loss {trained.val_loss:.4f}, "
         f"val recall@threshold {trained.val_recall_at_threshold:.3f}, "
         f"{trained.macs_per_window} MACs/window ({trained.macs_per_hop} per hop), "
-        f"{trained.seconds:.0f} s CPU (trainer process)"
+        f"{trained.seconds:.0f} s CPU (trainer process, last stage)"
     )
     return args.out
 
@@ -196,6 +226,12 @@ def main(argv: list[str] | None = None) -> int:
         _common(p)
         p.add_argument("--epochs", type=float, default=5.0, help="passes over the pool")
         p.add_argument("--threads", type=int, default=2, help="torch threads")
+        p.add_argument(
+            "--mine-epochs",
+            type=float,
+            default=2.0,
+            help="stage 2 on mined hard negatives, passes over pool and mined (0: no stage 2)",
+        )
         p.add_argument("--out", type=Path, default=Path("models/cry.onnx"))
         p.add_argument("--checkpoint", type=Path, default=DEFAULT_CACHE / "runs" / "cry.pt")
     sub.choices["loso"].add_argument(

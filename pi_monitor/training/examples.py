@@ -31,6 +31,7 @@ FRONT_END = FeatureParams(
 )
 WINDOW_FRAMES = 53  # the student's receptive field: 1.07 s
 WINDOW_HOP_FRAMES = 12  # its stride in frames: a score every 0.24 s
+SHIFT = WINDOW_HOP_FRAMES * FRONT_END.hop_length  # samples a mined window may move: one hop
 
 UNKNOWN = -1  # label of an example whose truth only the teachers can tell
 PARTS = 3  # clips one example may be built from
@@ -169,6 +170,32 @@ class ExampleSampler:
             x, label = self._cry(rng, parts)
         else:
             x, label = self._not_cry(rng, parts), 0
+        return self._finish(rng, x, label, parts)
+
+    def hard(self, rng: np.random.Generator, clip: Clip, start: int, cry: bool) -> Example:
+        """A mined hard negative (mining.py), shifted by up to a hop; or a cry over it, so
+        that what sounds like a cat is not learnt as "never a cry"."""
+        x = self.cache.audio(clip)
+        shift = int(rng.integers(-SHIFT, SHIFT + 1))
+        start = min(max(0, start + shift), max(0, len(x) - self.n))
+        hard = pad_to(x[start : start + self.n], self.n)
+        parts = [clip]
+        if cry:
+            crying = self._pick(rng, self._cries)
+            parts.append(crying)
+            x = self._segment(rng, crying, active=True)
+            return self._finish(
+                rng, augment.mix(x, hard, rng.uniform(*self.mixing.snr_db)), 1, parts
+            )
+        if rng.random() < self.mixing.negative_plus_noise:
+            noise = augment.coloured_noise(rng, self.n, self.sr)
+            hard = augment.mix(hard, noise, rng.uniform(*self.mixing.snr_db))
+        return self._finish(rng, hard, 0, parts)
+
+    def _finish(
+        self, rng: np.random.Generator, x: np.ndarray, label: int, parts: list[Clip]
+    ) -> Example:
+        """Room, microphone bandwidth and level, for every kind of example alike."""
         if rng.random() < self.mixing.reverb:
             x = augment.reverberate(rng, x, self.sr)
         if rng.random() < self.mixing.band_limit:

@@ -55,10 +55,16 @@ class PoolSpec:
     examples: int
     seed: int
     mixing: Mixing = field(default_factory=Mixing)
+    hard: tuple[tuple[int, int, bool], ...] = ()  # mined windows: (clip, start, cry over it)
 
     def digest(self, clips: Sequence[Clip]) -> str:
+        """Names the pool's folder; a drawn pool's name leaves out the empty mined list, so
+        pools built before mining existed are still found."""
+        fields = asdict(self)
+        if not self.hard:
+            del fields["hard"]
         text = json.dumps(
-            [asdict(self), asdict(FRONT_END), WINDOW_FRAMES, [str(c.file) for c in clips]],
+            [fields, asdict(FRONT_END), WINDOW_FRAMES, [str(c.file) for c in clips]],
             sort_keys=True,
             default=str,
         )
@@ -68,11 +74,23 @@ class PoolSpec:
 class Pool:
     """A built pool, memory-mapped; `clips[parts[i, k]]` made window i (-1: unused slot)."""
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
+    def __init__(self, clip_files: list[str], arrays: dict[str, np.ndarray]) -> None:
+        self.clip_files = clip_files
+        self.arrays = arrays
+
+    @classmethod
+    def open(cls, folder: Path) -> Pool:
         meta = json.loads((folder / "meta.json").read_text())
-        self.clip_files: list[str] = meta["clips"]
-        self.arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in FIELDS}
+        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in FIELDS}
+        return cls(meta["clips"], arrays)
+
+    def join(self, other: Pool) -> Pool:
+        """Both pools' windows in one (in memory), e.g. the pool and its mined hard negatives;
+        both must be drawn from the same clips."""
+        if other.clip_files != self.clip_files:
+            raise ValueError("pools drawn from different clips cannot be joined")
+        arrays = {k: np.concatenate((self[k], other[k])) for k in FIELDS}
+        return Pool(self.clip_files, arrays)
 
     def __len__(self) -> int:
         return len(self.arrays["label"])
@@ -139,7 +157,7 @@ def build(
     for a in arrays.values():
         a.flush()
     np.save(done_path, done)
-    return Pool(folder)
+    return Pool.open(folder)
 
 
 def _open(path: Path, shape: tuple[int, ...], dtype: type) -> np.ndarray:
@@ -159,18 +177,26 @@ class _Labeller:
     ) -> None:
         from pi_monitor.training.teachers import Teachers
 
+        self.clips = list(clips)
         self.index = {c.file: i for i, c in enumerate(clips)}
         self.sampler = ExampleSampler(clips, cache, spec.mixing)
         self.extractor = FeatureExtractor(FRONT_END)
         self.teachers = Teachers(teachers)
         self.seed = spec.seed
+        self.hard = spec.hard
 
     def chunk(self, index: int) -> tuple[int, dict[str, np.ndarray]]:
         from pi_monitor.training.teachers import WINDOW_SAMPLES
 
         rng = np.random.default_rng([self.seed, index])
-        cries = rng.permutation(np.arange(CHUNK) % 2 == 1)
-        examples = [self.sampler.example(rng, bool(cry)) for cry in cries]
+        if self.hard:  # the last chunk wraps around to the first mined windows
+            mined = [
+                self.hard[k % len(self.hard)] for k in range(index * CHUNK, (index + 1) * CHUNK)
+            ]
+            examples = [self.sampler.hard(rng, self.clips[c], s, cry) for c, s, cry in mined]
+        else:
+            cries = rng.permutation(np.arange(CHUNK) % 2 == 1)
+            examples = [self.sampler.example(rng, bool(cry)) for cry in cries]
         audio = np.stack([e.audio for e in examples])
         middle = (window_samples() - WINDOW_SAMPLES) // 2
         labels = self.teachers.label(audio[:, middle : middle + WINDOW_SAMPLES])

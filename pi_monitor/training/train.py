@@ -124,9 +124,10 @@ def train(
     split: str,
     recipe: Recipe = Recipe(),
     progress: bool = True,
+    start: CryNet | None = None,
 ) -> Trained:
     """Train on pool `rows` (each row's cry loss times `weights`) with `teacher`'s targets;
-    validate on `val_rows` and `val_clips`."""
+    validate on `val_rows` and `val_clips`. From `start` (its temperature reset), if given."""
     started = time.process_time()
     torch.manual_seed(recipe.seed)
     torch.set_num_threads(recipe.threads)
@@ -137,6 +138,9 @@ def train(
     val_y = np.asarray(val_pool["label"][known], np.float64)
 
     model = CryNet(FRONT_END.n_mels, recipe.widths, recipe.embedding)
+    if start is not None:
+        model.load_state_dict(start.state_dict())
+        model.temperature.fill_(1.0)
     steps = max(1, int(recipe.epochs * len(rows) / recipe.batch))
     optimiser = torch.optim.AdamW(
         model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay
