@@ -288,6 +288,7 @@ def test_windows_holding_a_weighted_family_weigh_more_and_the_rest_weigh_one(
 
 
 def test_a_heavily_penalised_head_keeps_the_teachers_own_judgement() -> None:
+    pytest.importorskip("torch", reason="torch not installed (pip install -e .[train])")
     from pi_monitor.training.heads import fit_head
 
     rng = np.random.default_rng(0)
