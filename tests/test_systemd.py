@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from pi_monitor.config import Settings, load_settings
+from pi_monitor.config import DEFAULT_MODEL, Settings, load_settings
 
-ROOT = Path(__file__).resolve().parent.parent
-UNIT = ROOT / "systemd" / "pi-monitor.service"
-TEMPLATE = ROOT / "systemd" / "config.toml.example"
+SHIPPED = DEFAULT_MODEL.parent.parent / "systemd"  # package data, beside the model
+UNIT = SHIPPED / "pi-monitor.service"
 EXEC = "/opt/pi-monitor/venv/bin/pi-monitor"
+TEMPLATE = SHIPPED / "config.toml.example"
 
 
 def unit_settings() -> dict[str, list[str]]:
@@ -69,7 +69,6 @@ def test_config_template_passes_check_config() -> None:
         capture_output=True,
         text=True,
         timeout=60,
-        cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr
     assert "OK" in result.stdout
