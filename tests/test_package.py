@@ -1,6 +1,6 @@
 """pi-monitor as a user installs it: the wheel, built from the sdist, in a fresh venv outside the
 checkout with its dependencies from the package index, replays and checks a config with the model
-and the template it ships, without scipy."""
+and the template it ships, and finds the unit for `setup`, without scipy."""
 
 from __future__ import annotations
 
@@ -49,14 +49,14 @@ def test_the_wheel_replays_and_checks_config_in_a_fresh_venv_with_what_it_ships(
     where = run(
         venv / "bin" / "python",
         "-c",
-        "import importlib.util as u, pi_monitor, pi_monitor.config as c; "
-        "print(pi_monitor.__file__, c.DEFAULT_MODEL, u.find_spec('scipy'))",
+        "import importlib.util as u, pi_monitor, pi_monitor.config as c, pi_monitor.install as i; "
+        "print(pi_monitor.__file__, c.DEFAULT_MODEL, i.TEMPLATES, u.find_spec('scipy'))",
         cwd=elsewhere,
     ).stdout.split()
-    package, model = Path(where[0]), Path(where[1])
+    package, model, templates = (Path(p) for p in where[:3])
     assert package.is_relative_to(venv) and not package.is_relative_to(ROOT)
     assert model == package.parent / "models" / "cry.onnx" and model.is_file()
-    assert where[2] == "None"  # the service needs no scipy
+    assert where[3] == "None"  # the service needs no scipy
 
     pi_monitor = venv / "bin" / "pi-monitor"
     cry, quiet = fixtures_dir / "cry_like_16k.wav", fixtures_dir / "quiet_noise_16k.wav"
@@ -76,6 +76,10 @@ def test_the_wheel_replays_and_checks_config_in_a_fresh_venv_with_what_it_ships(
         for (onset, end), (start, stop) in zip(found, expected, strict=True):
             assert abs(onset - start) <= TOLERANCE_S and abs(end - stop) <= TOLERANCE_S
 
-    example = package.parent / "systemd" / "config.toml.example"
+    example = templates / "config.toml.example"
     checked = run(pi_monitor, "check-config", example, cwd=elsewhere).stdout
     assert checked.startswith(f"{example}: OK (model {model}, 16000 Hz")
+
+    plan = run(pi_monitor, "setup", "--dry-run", cwd=elsewhere).stdout
+    assert f"/etc/systemd/system/pi-monitor.service, running {pi_monitor.resolve()}\n" in plan
+    assert "write /etc/pi-monitor/config.toml from the template" in plan
