@@ -2,7 +2,7 @@
 and per audio-second (windows per second from the model's own hop), for one window alone (live)
 and for windows in a long run of frames (replay).
 
-    python bench/bench_model.py [--model models/cry.onnx]
+    python bench/bench_model.py [--model pi_monitor/models/cry.onnx]
 
 Budget (issue 13): file <= 2 MB; the whole replay at most half of YAMNet's CPU
 (bench_pipeline.py).

@@ -1,7 +1,7 @@
 """Pipeline cost on one core: CPU per audio-second, real-time factor, peak RSS over an hour-long
 file, and import-to-first-score time; beside it, YAMNet reading and scoring the same file.
 
-    .venv/bin/python bench/bench_pipeline.py [--model models/cry.onnx] [--minutes 60]
+    .venv/bin/python bench/bench_pipeline.py [--model pi_monitor/models/cry.onnx] [--minutes 60]
 
 Targets (issue 13): `pi-monitor replay` of an hour of 16 kHz audio, whole process, at most 50 %
 of the CPU of YAMNet (one thread) reading and scoring the same file, measured side by side, best

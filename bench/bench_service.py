@@ -6,7 +6,7 @@ microphone; MQTT goes to a local mosquitto when one is installed. Only the servi
 measured (/proc/<pid>/stat and VmHWM), from when it starts listening. Targets on this machine:
 <= 2 % of one core, <= 80 MB.
 
-    python bench/bench_service.py [--seconds 600] [--model models/cry.onnx] [--no-mqtt]
+    python bench/bench_service.py [--seconds 600] [--model pi_monitor/models/cry.onnx] [--no-mqtt]
 """
 
 from __future__ import annotations

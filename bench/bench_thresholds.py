@@ -2,7 +2,7 @@
 seeded sample of the corpus, as the share of windows at or above each threshold, for cry and
 non-cry clips and per non-cry category (quiet rooms and white noise set the off-threshold's floor).
 
-    .venv/bin/python bench/bench_thresholds.py [--model models/cry.onnx] [--clips 150]
+    .venv/bin/python bench/bench_thresholds.py [--model pi_monitor/models/cry.onnx] [--clips 150]
 
 The bounds in `pi_monitor/config.py` (on-threshold 0.5 to 0.99, off-threshold from 0.2) cite
 these figures. Needs ../shared/cry-data.

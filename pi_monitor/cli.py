@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from pi_monitor import __version__
 from pi_monitor.audio import AudioFileError, find_audio_files
 from pi_monitor.classifier import CryClassifier, ModelError
-from pi_monitor.config import ConfigError, MqttSettings, Settings, load_settings
+from pi_monitor.config import DEFAULT_CONFIG, ConfigError, MqttSettings, Settings, load_settings
 from pi_monitor.detector import ThresholdError
 from pi_monitor.methods import METHODS, AgeGateError, age_gate
 
@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(sub)
     _add_devices(sub)
     _add_report(sub)
+    _add_setup(sub)
     return parser
 
 
@@ -329,8 +330,6 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 
 # --- run / devices (the service) ----------------------------------------------------------
 
-DEFAULT_CONFIG = Path("/etc/pi-monitor/config.toml")
-
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="the nursery service: live microphone, events to MQTT and logs")
@@ -448,6 +447,49 @@ def _cmd_report(args: argparse.Namespace) -> int:
     try:
         run_report(state_dir, args.nights, args.plot, sys.stdout)
     except ReportError as e:
+        print(f"pi-monitor: error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+# --- setup: install the service on a Raspberry Pi --------------------------------------------
+
+
+def _add_setup(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "setup",
+        help="install the service on this Pi (run with sudo): user, config, systemd unit",
+        description="Do docs/INSTALL.md's steps: the system user in group audio, "
+        "/etc/pi-monitor/config.toml from the template (never over an existing one), the state "
+        "directory, the systemd unit enabled and started, and a first check-config. Run it again "
+        "at any time: it changes only what is missing or outdated.",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print every step, change nothing")
+    p.add_argument(
+        "--root",
+        type=Path,
+        metavar="DIR",
+        help="set up the system tree under DIR instead of / (a test, an SD-card image): the "
+        "user and the unit are made there, the running system is left alone",
+    )
+    p.add_argument(
+        "--executable",
+        type=Path,
+        metavar="PATH",
+        help="the pi-monitor the service runs (default: this one, links resolved)",
+    )
+    p.set_defaults(func=_cmd_setup)
+
+
+def _cmd_setup(args: argparse.Namespace) -> int:
+    from pi_monitor.install import SetupError, Target, installed_executable, run_setup
+
+    executable = args.executable.absolute() if args.executable else installed_executable()
+    target = Target((args.root or Path("/")).resolve(), executable)
+    try:
+        run_setup(target, args.dry_run, sys.stdout)
+    except SetupError as e:
+        sys.stdout.flush()
         print(f"pi-monitor: error: {e}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime
+import importlib.resources
 import math
 import os
 import re
@@ -23,8 +24,11 @@ from typing import Any
 
 from pi_monitor.methods import MAX_CRYING_CAP_S, METHODS
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MODEL = REPO_ROOT / "models" / "cry.onnx"
+# The shipped model is package data, so a wheel carries it as an editable checkout does; pip
+# unpacks packages as plain files, which onnxruntime needs (a path, not a zip member).
+DEFAULT_MODEL = Path(str(importlib.resources.files("pi_monitor") / "models" / "cry.onnx"))
+# Where the service reads its settings (systemd's ConfigurationDirectory=pi-monitor).
+DEFAULT_CONFIG = Path("/etc/pi-monitor/config.toml")
 # Longest confirmation a parent may set: with the first model, at 3 s the held-out test reported
 # under a third of its cries at all (71 % at 0.5 s, 45 % at 2 s; the model card's git history).
 MIN_BOUT_MAX_S = 2.0

@@ -146,10 +146,11 @@ def test_the_readme_replay_command_runs_the_bundled_fixture_with_the_shipped_mod
     )
 
 
-def test_the_service_path_imports_no_librosa_numba_or_torch() -> None:
+def test_the_service_path_imports_no_librosa_numba_torch_or_scipy() -> None:
+    # scipy is a test and training dependency only: a Pi installs without it.
     code = (
-        "import sys, pi_monitor.cli, pi_monitor.replay, pi_monitor.pipeline; "
-        "bad = {'librosa', 'numba', 'torch'} & set(sys.modules); "
+        "import sys, pi_monitor.cli, pi_monitor.replay, pi_monitor.pipeline, pi_monitor.service; "
+        "bad = {'librosa', 'numba', 'torch', 'scipy'} & set(sys.modules); "
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pi_monitor.config import ConfigError, DetectorSettings, load_settings
+from pi_monitor.config import DEFAULT_MODEL, ConfigError, DetectorSettings, load_settings
 from pi_monitor.training.corpus import (
     DEFAULT_CACHE,
     DEFAULT_CORPUS,
@@ -232,14 +232,14 @@ def main(argv: list[str] | None = None) -> int:
             default=2.0,
             help="stage 2 on mined hard negatives, passes over pool and mined (0: no stage 2)",
         )
-        p.add_argument("--out", type=Path, default=Path("models/cry.onnx"))
+        p.add_argument("--out", type=Path, default=DEFAULT_MODEL)
         p.add_argument("--checkpoint", type=Path, default=DEFAULT_CACHE / "runs" / "cry.pt")
     sub.choices["loso"].add_argument(
         "--fold", type=int, choices=range(len(LOSO_FOLDS)), help="run only this fold (0-based)"
     )
     p = sub.add_parser("evaluate")
     _common(p)
-    p.add_argument("--model", type=Path, default=Path("models/cry.onnx"))
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     p.add_argument(
         "--on",
         choices=("test", "val"),
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     p = sub.add_parser("export")
     p.add_argument("checkpoint", type=Path)
-    p.add_argument("--out", type=Path, default=Path("models/cry.onnx"))
+    p.add_argument("--out", type=Path, default=DEFAULT_MODEL)
     p = sub.add_parser("tables")
     p.add_argument("reports", type=Path, nargs="+", help="JSON written by evaluate --report")
     p = sub.add_parser("teachers")

@@ -32,7 +32,7 @@ def metadata(trained: Trained) -> dict[str, str]:
             f"{trained.macs_per_window} MACs/window ({trained.macs_per_hop} per hop in a long "
             f"run), trained on split {trained.split}, temperature {trained.temperature:.3f}, "
             f"seed {trained.recipe.seed}, {trained.recipe.epochs:g} epochs; "
-            "see models/MODEL_CARD.md"
+            "see pi_monitor/models/MODEL_CARD.md"
         ),
     ).metadata()
 
