@@ -8,4 +8,11 @@ import os
 # (service, replay, tests) runs single-threaded as the systemd unit does; the environment wins.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+# onnxruntime 1.29 and later send usage telemetry to Microsoft from Linux too, and keep a device
+# id and an event cache in ~/.cache/Microsoft; a nursery monitor promises that nothing leaves the
+# house. Both variables (1.29 read the first, 1.32 the second) must be set before onnxruntime
+# initialises, so here too.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("ORT_TELEMETRY_DISABLED", "1")
+
 __version__ = "0.1.0"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 
@@ -144,6 +145,23 @@ def test_the_readme_replay_command_runs_the_bundled_fixture_with_the_shipped_mod
     assert all(
         json.loads(line)["type"] in ("cry_onset", "cry_end") for line in result.stdout.splitlines()
     )
+
+
+def test_a_replay_leaves_no_onnxruntime_telemetry_id_or_event_cache(fixtures_dir, tmp_path) -> None:
+    # onnxruntime >= 1.29 keeps a device id and queued usage events in ~/.cache/Microsoft and
+    # uploads them unless told not to; nothing may leave a nursery, whoever starts the process.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORT_")} | {
+        "HOME": str(tmp_path)
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "pi_monitor", "replay", str(fixtures_dir / "cry_like_16k.wav")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / ".cache" / "Microsoft").exists()
 
 
 def test_the_service_path_imports_no_librosa_numba_torch_or_scipy() -> None:

@@ -47,6 +47,11 @@ def test_unit_is_a_hardened_notify_service_with_a_watchdog() -> None:
     assert families <= {"AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"}
 
 
+def test_unit_keeps_onnxruntime_telemetry_off() -> None:
+    env = " ".join(unit_settings()["Environment"]).split()
+    assert {"ORT_DISABLE_TELEMETRY=1", "ORT_TELEMETRY_DISABLED=1"} <= set(env)
+
+
 def test_config_template_passes_check_config() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "pi_monitor", "check-config", str(TEMPLATE)],
