@@ -12,10 +12,11 @@ import yaml
 
 from pi_monitor.config import MqttSettings, load_settings
 from pi_monitor.discovery import discovery_configs
+from pi_monitor.install import TEMPLATES
 
 ROOT = Path(__file__).resolve().parent.parent
 BLUEPRINTS = ROOT / "homeassistant" / "blueprints" / "automation" / "pi_monitor"
-EXAMPLE_CONFIG = ROOT / "systemd" / "config.toml.example"
+EXAMPLE_CONFIG = TEMPLATES / "config.toml.example"
 ENTITY_ID = re.compile(r"\b([a-z_]+)\.([a-z0-9_]+)\b")
 
 
