@@ -365,23 +365,14 @@ def test_cli_trains_evaluates_and_tabulates_on_a_corpus_folder(
         "--workers",
         "0",
     ]
-    assert (
-        main(
-            [
-                "train",
-                *common,
-                "--epochs",
-                "0.05",
-                "--threads",
-                "1",
-                "--out",
-                str(model),
-                "--checkpoint",
-                str(tmp_path / "m.pt"),
-            ]
-        )
-        == 0
-    )
+    train = ["train", *common, "--epochs", "0.05", "--threads", "1", "--out", str(model)]
+    train += ["--checkpoint", str(tmp_path / "m.pt")]
+    assert main(train) == 0
+    stages = [tmp_path / f"m-{name}" for name in ("stage1.pt", "stage1-mined.json", "stage2.pt")]
+    written = [f.stat().st_mtime_ns for f in stages]
+    model.unlink()
+    assert main(train) == 0 and model.is_file()  # both stages found again, not retrained
+    assert [f.stat().st_mtime_ns for f in stages] == written
     report = tmp_path / "r.json"
     evaluate = ["evaluate", *common, "--model", str(model)]
     assert main([*evaluate, "--with-teachers", "--report", str(report)]) == 0

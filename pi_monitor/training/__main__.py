@@ -144,9 +144,10 @@ class Workspace:
 
 
 def _train(args: argparse.Namespace, ws: Workspace, split: Split) -> Path:
-    """Stage 1 on the pool (kept beside the checkpoint and reused when its recipe and split
-    match); then, unless --mine-epochs 0, stage 2 from it on the pool plus the windows of the
-    training non-cries that stage 1 still calls cries (mining.py)."""
+    """Stage 1 on the pool; then --mine-rounds stages, each from the one before, on the pool plus
+    every window of the training non-cries that an earlier stage still called a cry (mining.py).
+    Each stage and what it mined are kept beside the checkpoint and reused while the recipe and
+    split match and no stage before them was retrained."""
     from pi_monitor.training.export import export
     from pi_monitor.training.heads import CryTeacher
     from pi_monitor.training.mining import mine
@@ -155,6 +156,7 @@ def _train(args: argparse.Namespace, ws: Workspace, split: Split) -> Path:
     train_pool, val_pool = ws.pools()
     teacher = CryTeacher.load(ws.cry_teacher(split))
     recipe = Recipe(epochs=args.epochs, seed=args.seed, threads=args.threads)
+    later = dataclasses.replace(recipe, epochs=args.mine_epochs, lr=recipe.lr * MINE_LR)
 
     def fit(pool: Pool, recipe: Recipe, start: CryNet | None = None) -> Trained:
         rows = pool.usable(split.train)
@@ -164,17 +166,31 @@ def _train(args: argparse.Namespace, ws: Workspace, split: Split) -> Path:
             ws.cache, split.name, recipe, start=start,
         )  # fmt: skip
 
-    first = args.checkpoint.with_name(f"{args.checkpoint.stem}-stage1.pt")
-    trained = load_checkpoint(first) if first.is_file() else None
-    if trained is None or trained.recipe != recipe or trained.split != split.name:
-        trained = fit(train_pool, recipe)
-        save_checkpoint(trained, first)
-    print(f"{first}: stage 1, val loss {trained.val_loss:.4f}, {trained.seconds:.0f} s CPU")
-    if args.mine_epochs > 0:
-        mined = mine(trained.model, split.train, train_pool.clip_files, ws.cache)
-        pool = train_pool.join(ws.hard_pool(mined)) if mined else train_pool
-        second = dataclasses.replace(recipe, epochs=args.mine_epochs, lr=recipe.lr * MINE_LR)
-        trained = fit(pool, second, start=trained.model)
+    def kept(name: str) -> Path:
+        return args.checkpoint.with_name(f"{args.checkpoint.stem}-{name}")
+
+    trained: Trained | None = None
+    retrained = False
+    mined: tuple[Window, ...] = ()
+    for stage, stage_recipe in enumerate([recipe] + [later] * args.mine_rounds, 1):
+        if trained is not None:  # what the stage before still calls a cry
+            found = kept(f"stage{stage - 1}-mined.json")
+            if retrained or not found.is_file():
+                windows = mine(trained.model, split.train, train_pool.clip_files, ws.cache)
+                found.write_text(json.dumps(windows))
+            mined += tuple((c, s, bool(cry)) for c, s, cry in json.loads(found.read_text()))
+        path = kept(f"stage{stage}.pt")
+        done = None if retrained or not path.is_file() else load_checkpoint(path)
+        if done is None or done.recipe != stage_recipe or done.split != split.name:
+            pool = train_pool.join(ws.hard_pool(mined)) if mined else train_pool
+            done = fit(pool, stage_recipe, start=trained.model if trained else None)
+            save_checkpoint(done, path)
+            retrained = True
+        trained = done
+        print(
+            f"{path}: stage {stage}, {len(mined)} mined examples, val loss {trained.val_loss:.4f}"
+        )
+    assert trained is not None
     save_checkpoint(trained, args.checkpoint)
     export(trained, args.out)
     print(
@@ -227,10 +243,13 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--epochs", type=float, default=5.0, help="passes over the pool")
         p.add_argument("--threads", type=int, default=2, help="torch threads")
         p.add_argument(
-            "--mine-epochs",
-            type=float,
-            default=2.0,
-            help="stage 2 on mined hard negatives, passes over pool and mined (0: no stage 2)",
+            "--mine-rounds",
+            type=int,
+            default=1,
+            help="stages on mined hard negatives after the first",
+        )
+        p.add_argument(
+            "--mine-epochs", type=float, default=2.0, help="passes over pool + mined per round"
         )
         p.add_argument("--out", type=Path, default=DEFAULT_MODEL)
         p.add_argument("--checkpoint", type=Path, default=DEFAULT_CACHE / "runs" / "cry.pt")
