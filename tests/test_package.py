@@ -62,6 +62,9 @@ def test_the_wheel_replays_and_checks_config_in_a_fresh_venv_with_what_it_ships(
     cry, quiet = fixtures_dir / "cry_like_16k.wav", fixtures_dir / "quiet_noise_16k.wav"
     scores = run(pi_monitor, "replay", "--scores", cry, cwd=elsewhere).stdout.splitlines()
     assert len(scores) > 40 and all(0 <= json.loads(line)["score"] <= 1 for line in scores)
+    main_job = run(pi_monitor, "replay", fixtures_dir / "synthetic_cry_16k.wav", cwd=elsewhere)
+    found = [json.loads(line)["type"] for line in main_job.stdout.splitlines()]
+    assert found == ["cry_onset", "cry_end"], "the README's main job, with the shipped model"
 
     lines = run(pi_monitor, "replay", "--model", test_model, cry, quiet, cwd=elsewhere).stdout
     events = [json.loads(line) for line in lines.splitlines()]

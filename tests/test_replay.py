@@ -136,15 +136,15 @@ def test_the_readme_replay_command_runs_the_bundled_fixture_with_the_shipped_mod
     fixtures_dir,
 ) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "pi_monitor", "replay", str(fixtures_dir / "cry_like_16k.wav")],
+        [sys.executable, "-m", "pi_monitor", "replay", str(fixtures_dir / "synthetic_cry_16k.wav")],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert all(
-        json.loads(line)["type"] in ("cry_onset", "cry_end") for line in result.stdout.splitlines()
-    )
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [e["type"] for e in events] == ["cry_onset", "cry_end"]
+    assert 2.0 <= events[0]["t"] < events[1]["t"] <= 10.5  # within the synthetic crying
 
 
 def test_a_replay_leaves_no_onnxruntime_telemetry_id_or_event_cache(fixtures_dir, tmp_path) -> None:
