@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument(
             "--mine-rounds",
             type=int,
-            default=1,
+            default=2,
             help="stages on mined hard negatives after the first",
         )
         p.add_argument(
