@@ -24,9 +24,11 @@ from typing import Any
 
 from pi_monitor.methods import MAX_CRYING_CAP_S, METHODS
 
-# The shipped model is package data, so a wheel carries it as an editable checkout does; pip
-# unpacks packages as plain files, which onnxruntime needs (a path, not a zip member).
-DEFAULT_MODEL = Path(str(importlib.resources.files("pi_monitor") / "models" / "cry.onnx"))
+# The shipped model, unit and config template are package data, so a wheel carries them as an
+# editable checkout does; pip unpacks packages as plain files, which onnxruntime and systemd
+# need (a path, not a zip member).
+PACKAGE_DATA = Path(str(importlib.resources.files("pi_monitor")))
+DEFAULT_MODEL = PACKAGE_DATA / "models" / "cry.onnx"
 # Where the service reads its settings (systemd's ConfigurationDirectory=pi-monitor).
 DEFAULT_CONFIG = Path("/etc/pi-monitor/config.toml")
 # Longest confirmation a parent may set: with the first model, at 3 s the held-out test reported

@@ -9,7 +9,6 @@ system is never touched, which is how the tests run it and how an SD-card image 
 
 from __future__ import annotations
 
-import importlib.resources
 import os
 import shlex
 import shutil
@@ -21,14 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from pi_monitor.config import DEFAULT_CONFIG
+from pi_monitor.config import DEFAULT_CONFIG, PACKAGE_DATA
 
 USER = "pi-monitor"  # the unit's User= and Group=
 AUDIO_GROUP = "audio"  # the unit's SupplementaryGroups=: the sound devices
 STATE_DIR = Path("/var/lib/pi-monitor")  # the unit's StateDirectory=, and the user's home
 SERVICE = "pi-monitor.service"
 UNIT = Path("/etc/systemd/system") / SERVICE
-TEMPLATES = Path(str(importlib.resources.files("pi_monitor") / "systemd"))  # as DEFAULT_MODEL
+TEMPLATES = PACKAGE_DATA / "systemd"
 EXECUTABLE_MARK = "{executable}"  # the unit template's ExecStart program
 # The unit's sandbox hides these from the service (ProtectHome=yes, PrivateTmp=yes): a pi-monitor
 # installed under them (pipx without sudo puts it in ~/.local) could never start.

@@ -24,7 +24,7 @@ import numpy as np
 import scipy.signal
 import scipy.stats
 
-from pi_monitor.classifier import CryClassifier
+from pi_monitor.classifier import CryClassifier, sigmoid
 from pi_monitor.config import DetectorSettings
 from pi_monitor.detector import CryDetector, DetectorParams
 from pi_monitor.events import CryOnset, Event, Score
@@ -148,7 +148,7 @@ def teacher_rows(
             logit = ensemble.logit(
                 t.yamnet.embeddings, t.yamnet.probabilities, t.mn04.embeddings, t.mn04.logits
             )
-            scores["ensemble"] = 1 / (1 + np.exp(-logit))
+            scores["ensemble"] = sigmoid(logit)
         return TeacherRows(t.start_s, t.centre_s, scores)
 
     return rows

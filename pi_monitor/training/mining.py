@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pi_monitor.classifier import sigmoid
+from pi_monitor.config import ON_THRESHOLD_RANGE
 from pi_monitor.training.corpus import AudioCache, Clip
 from pi_monitor.training.examples import SHIFT, window_samples
 from pi_monitor.training.model import CryNet
@@ -28,7 +30,7 @@ Window = tuple[int, int, bool]  # (clip index in the pool's clips, start sample,
 class Mining:
     """Which windows count as hard and how many examples each one makes."""
 
-    threshold: float = 0.5  # the lowest on-threshold the student is ever given
+    threshold: float = ON_THRESHOLD_RANGE[0]  # the lowest on-threshold the student is given
     spacing: int = 4  # hops between two windows kept from one clip (about a second)
     negatives: int = 3  # variants of each mined window, labelled "not a cry"
     cries: int = 1  # cries mixed over each, labelled "cry"
@@ -60,7 +62,7 @@ def mine(
         if clip.is_cry:
             continue
         audio = cache.audio(clip)
-        scores = 1 / (1 + np.exp(-clip_logits(model, audio)))
+        scores = sigmoid(clip_logits(model, audio))
         for k in peaks(scores, mining.threshold, mining.spacing):
             start = int(k) * SHIFT if len(audio) > window_samples() else 0
             c = index[str(clip.file)]

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from pi_monitor.classifier import sigmoid
+from pi_monitor.config import ON_THRESHOLD_RANGE
 from pi_monitor.features import FeatureExtractor
 from pi_monitor.training.corpus import AudioCache, Clip
 from pi_monitor.training.evaluate import THRESHOLD_QUANTILE, threshold_from_negatives
@@ -71,7 +73,7 @@ class Trained:
 
 
 def _targets(pool: Pool, rows: np.ndarray, teacher: CryTeacher, hard_weight: float) -> np.ndarray:
-    soft = 1 / (1 + np.exp(-teacher_logits(teacher, pool, rows)))
+    soft = sigmoid(teacher_logits(teacher, pool, rows))
     labels = np.asarray(pool["label"][rows], np.float64)
     return np.where(labels >= 0, hard_weight * labels + (1 - hard_weight) * soft, soft).astype(
         np.float32
@@ -156,7 +158,7 @@ def train(
         pick = np.sort(order[(step - 1) * recipe.batch : step * recipe.batch])
         r = rows[pick]
         x = _augment(rng, np.asarray(pool["features"][r], np.float32), recipe)
-        audioset = 1 / (1 + np.exp(-np.asarray(pool["mn04_logit"][r], np.float32)))
+        audioset = sigmoid(np.asarray(pool["mn04_logit"][r], np.float32))
         model.train()
         cry, classes = model.both(torch.from_numpy(x))
         weight = torch.from_numpy(weights[pick])
@@ -181,7 +183,7 @@ def train(
     temperature = fit_temperature(_logits(model, val_x), val_y)
     model.temperature.fill_(temperature)
     threshold = choose_threshold(model, val_clips, cache, recipe.threshold_quantile)
-    val_scores = 1 / (1 + np.exp(-_logits(model, val_x)))
+    val_scores = sigmoid(_logits(model, val_x))
     window = macs(model)
     return Trained(
         model=model,
@@ -211,7 +213,7 @@ def choose_threshold(
     """On-threshold from unaugmented validation negatives' windows; at least 0.5, where the
     calibrated student starts to say "more likely a cry"."""
     logits = np.concatenate([clip_logits(model, cache.audio(c)) for c in val if not c.is_cry])
-    return threshold_from_negatives(1 / (1 + np.exp(-logits)), quantile, floor=0.5)
+    return threshold_from_negatives(sigmoid(logits), quantile, floor=ON_THRESHOLD_RANGE[0])
 
 
 def save_checkpoint(trained: Trained, path: Path) -> None:
