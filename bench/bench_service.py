@@ -31,6 +31,8 @@ sys.path.insert(2, str(ROOT / "bench"))
 
 from signals import night_blocks
 
+from pi_monitor.config import DEFAULT_MODEL
+
 from mosquitto import Mosquitto, mosquitto_available
 from pulse import PulseServer
 
@@ -56,14 +58,31 @@ def status_kb(pid: int, key: str) -> int:
     raise KeyError(key)
 
 
-def wait_for_status(sock: socket.socket, prefix: str, timeout: float) -> None:
+def largest_mappings(pid: int, most: int = 8) -> list[tuple[int, str]]:
+    """Resident kB per mapped file (anonymous memory as one entry): where the memory goes."""
+    rss: dict[str, int] = {}
+    name = "[anonymous]"
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        fields = line.split()
+        if "-" in fields[0] and len(fields) >= 5:  # a mapping's header line
+            name = fields[5] if len(fields) > 5 and fields[5].startswith("/") else "[anonymous]"
+        elif fields[0] == "Rss:":
+            rss[name] = rss.get(name, 0) + int(fields[1])
+    return sorted(((kb, n) for n, kb in rss.items()), reverse=True)[:most]
+
+
+def wait_for_status(
+    sock: socket.socket, prefix: str, timeout: float, service: subprocess.Popen
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        if service.poll() is not None:
+            raise SystemExit(f"bench: the service exited ({service.returncode}) before {prefix!r}")
+        sock.settimeout(min(1.0, max(0.01, deadline - time.monotonic())))
         try:
             message = sock.recv(4096).decode()
         except TimeoutError:
-            break
+            continue
         if any(line.startswith(prefix) for line in message.splitlines()):
             return
     raise SystemExit(f"bench: the service never reported {prefix!r}")
@@ -72,7 +91,7 @@ def wait_for_status(sock: socket.socket, prefix: str, timeout: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=600.0, help="measured duration")
-    parser.add_argument("--model", type=Path, default=ROOT / "models" / "cry.onnx")
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--no-mqtt", action="store_true", help="measure without a broker")
     args = parser.parse_args()
 
@@ -104,7 +123,7 @@ def main() -> None:
             stderr=subprocess.STDOUT,
         )
         try:
-            wait_for_status(notify, "STATUS=listening", 120)
+            wait_for_status(notify, "STATUS=listening", 120, service)
             player = pulse.play(wav)
             cpu0, t0 = cpu_seconds(service.pid), time.monotonic()
             rss_max = 0
@@ -116,9 +135,14 @@ def main() -> None:
             cpu1, t1 = cpu_seconds(service.pid), time.monotonic()
             peak_kb = status_kb(service.pid, "VmHWM")
             anon_kb, file_kb = (status_kb(service.pid, k) for k in ("RssAnon", "RssFile"))
+            largest = largest_mappings(service.pid)
             service.send_signal(signal.SIGTERM)
             service.wait(30)
             player.kill()
+        except SystemExit as e:  # say why the service did not run, not only that it did not
+            log.flush()
+            tail = (tmp / "service.log").read_text().splitlines()[-15:]
+            raise SystemExit("\n".join([str(e.code), "service log, last lines:", *tail])) from None
         finally:
             if service.poll() is None:
                 service.kill()
@@ -138,6 +162,9 @@ def main() -> None:
         f"  at end {anon_kb / 1024:.1f} MB private (RssAnon) + {file_kb / 1024:.1f} MB mapped "
         "files (libraries, shared with other processes)"
     )
+    print("largest at end:")
+    for kb, name in largest:
+        print(f"  {kb / 1024:6.1f} MB  {name}")
     print(f"events   {events} logged; capture loss warnings: {len(lost)}")
     for line in lost[-2:]:
         print("  " + line)
