@@ -74,7 +74,7 @@ def main() -> None:
         )
         watcher = Subscriber(broker, ["#"])
         try:
-            wait_for_status(notify, "STATUS=listening", 120)
+            wait_for_status(notify, "STATUS=listening", 120, service)
             player = pulse.play(wav)
             time.sleep(SETTLE_S)
             first = len(watcher.messages)
