@@ -321,26 +321,30 @@ def flood(broker: Mosquitto, topic: str, payload: bytes, count: int, then: str) 
 
 def flooded_publisher(
     broker: Mosquitto, tmp_path: Path
-) -> tuple[MqttPublisher, FrozenClock, threading.Event]:
-    """A connected publisher on a clock the test moves; `pressed` is set by each command."""
+) -> tuple[MqttPublisher, FrozenClock, threading.Event, Subscriber]:
+    """A connected publisher on a clock the test moves; `pressed` is set by each command. The
+    subscriber (availability and events) listens before the publisher connects, so the
+    announcement on connecting is its first live message, not one racing the test's flood."""
     clock = FrozenClock()
     pressed = threading.Event()
     pub = MqttPublisher(
         settings_for(broker), tmp_path / "state", lambda _: pressed.set(), monotonic=clock
     )
+    sub = Subscriber(broker, [pub.topics.availability, pub.topics.event])
     pub.start()
     assert pub.wait_connected(10)
-    return pub, clock, pressed
+    assert sub.wait_for(lambda: any(not m.retain for m in sub.on(pub.topics.availability)))
+    return pub, clock, pressed, sub
 
 
 def test_a_flood_of_home_assistant_online_is_answered_at_most_every_few_seconds_after_the_events(
     broker, tmp_path
 ):
-    pub, clock, pressed = flooded_publisher(broker, tmp_path)
+    pub, clock, pressed, sub = flooded_publisher(broker, tmp_path)
     try:
         topics = pub.topics
-        sub = Subscriber(broker, [topics.availability, topics.event])
-        live = lambda: [m for m in sub.messages if not m.retain]  # noqa: E731
+        start = len(sub.messages)  # after the announcement on connecting
+        live = lambda: [m for m in sub.messages[start:] if not m.retain]  # noqa: E731
         online = lambda: [m for m in live() if m.topic == topics.availability]  # noqa: E731
         args = (broker, topics.ha_status, b"online", 5000, topics.command("checked_in"))
         sender = threading.Thread(target=flood, args=args)
@@ -364,15 +368,15 @@ def test_a_flood_of_home_assistant_online_is_answered_at_most_every_few_seconds_
         assert sub.wait_for(lambda: len(online()) == 2)
         time.sleep(0.5)
         assert len(online()) == 2
-        sub.close()
     finally:
+        sub.close()
         pub.stop()
 
 
 def test_a_flood_of_bad_commands_is_logged_as_one_line_and_a_counted_summary(
     broker, tmp_path, caplog
 ):
-    pub, clock, pressed = flooded_publisher(broker, tmp_path)
+    pub, clock, pressed, sub = flooded_publisher(broker, tmp_path)
     try:
         with caplog.at_level(logging.WARNING, logger="pi_monitor.mqtt"):
             flood(broker, pub.topics.command("method"), b"cry-it-out", 2000,
@@ -386,4 +390,5 @@ def test_a_flood_of_bad_commands_is_logged_as_one_line_and_a_counted_summary(
         summary = caplog.records[-1].getMessage()
         assert summary.startswith("1999 more like this in the last 61 s, the last: ignored MQTT")
     finally:
+        sub.close()
         pub.stop()
