@@ -302,6 +302,29 @@ def test_a_heavily_penalised_head_keeps_the_teachers_own_judgement() -> None:
     assert np.corrcoef(stiff.logit(embedding, prior), prior)[0, 1] > 0.99
 
 
+def test_negative_hard_weight_one_teaches_a_non_cry_zero_whatever_the_teacher_says(
+    pools: tuple,
+) -> None:
+    pytest.importorskip("torch", reason="torch not installed (pip install -e .[train])")
+    from pi_monitor.classifier import sigmoid
+    from pi_monitor.training.heads import fit_cry_teacher, teacher_logits
+    from pi_monitor.training.train import Recipe, _targets
+
+    split, train_pool, val_pool = pools
+    rows = train_pool.usable(split.train)
+    teacher = fit_cry_teacher(train_pool, rows, val_pool, val_pool.usable(split.val))
+    soft = sigmoid(teacher_logits(teacher, train_pool, rows))
+    labels = np.asarray(train_pool["label"][rows])
+    assert soft[labels == 0].max() > 0.01, "the teacher has doubts about some non-cries"
+    blended = _targets(train_pool, rows, teacher, Recipe())
+    np.testing.assert_allclose(blended[labels == 0], 0.5 * soft[labels == 0], rtol=1e-6)
+    np.testing.assert_allclose(blended[labels == 1], 0.5 + 0.5 * soft[labels == 1], rtol=1e-6)
+    np.testing.assert_allclose(blended[labels < 0], soft[labels < 0], rtol=1e-6)
+    strict = _targets(train_pool, rows, teacher, Recipe(negative_hard_weight=1.0))
+    assert np.all(strict[labels == 0] == 0)
+    np.testing.assert_array_equal(strict[labels != 0], blended[labels != 0])
+
+
 def test_distillation_is_reproducible_and_exports_a_model_the_service_loads(
     pools: tuple, cache: AudioCache, tmp_path: Path
 ) -> None:

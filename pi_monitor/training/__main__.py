@@ -155,7 +155,12 @@ def _train(args: argparse.Namespace, ws: Workspace, split: Split) -> Path:
 
     train_pool, val_pool = ws.pools()
     teacher = CryTeacher.load(ws.cry_teacher(split))
-    recipe = Recipe(epochs=args.epochs, seed=args.seed, threads=args.threads)
+    recipe = Recipe(
+        epochs=args.epochs,
+        seed=args.seed,
+        threads=args.threads,
+        negative_hard_weight=args.negative_hard_weight,
+    )
     later = dataclasses.replace(recipe, epochs=args.mine_epochs, lr=recipe.lr * MINE_LR)
 
     def fit(pool: Pool, recipe: Recipe, start: CryNet | None = None) -> Trained:
@@ -250,6 +255,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         p.add_argument(
             "--mine-epochs", type=float, default=2.0, help="passes over pool + mined per round"
+        )
+        p.add_argument(
+            "--negative-hard-weight",
+            type=float,
+            default=0.5,
+            help="a labelled non-cry's target is (1 - this) x the teacher's probability",
         )
         p.add_argument("--out", type=Path, default=DEFAULT_MODEL)
         p.add_argument("--checkpoint", type=Path, default=DEFAULT_CACHE / "runs" / "cry.pt")

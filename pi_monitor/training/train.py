@@ -1,10 +1,12 @@
 """Seeded distillation: the student learns from hard labels and from the teachers at once.
 
 Each training window's cry target blends its hard label (where known) with the cry teacher's
-probability, `hard_weight * label + (1 - hard_weight) * teacher`, and is the teacher's alone for
-windows only the teachers can judge (a cry that begins inside the window). A second head learns
-mn04's 527 AudioSet probabilities from the same embedding, so the student separates what the
-teacher separates (songs, meows, music boxes, speech) even where cry-data has no label for it.
+probability, `hard_weight * label + (1 - hard_weight) * teacher` (`negative_hard_weight` for
+non-cries: 1.0 teaches them 0 whatever the teacher doubts; tried, see the model card), and is
+the teacher's alone for windows only the teachers can judge (a cry that begins inside the
+window). A second head learns mn04's 527 AudioSet probabilities from the same embedding, so the
+student separates what the teacher separates (songs, meows, music boxes, speech) even where
+cry-data has no label for it.
 AdamW with a one-cycle schedule; checkpoint by validation loss; temperature fitted on validation
 windows; threshold from unaugmented validation negatives.
 
@@ -44,6 +46,7 @@ class Recipe:
     lr: float = 3e-3
     weight_decay: float = 1e-2
     hard_weight: float = 0.5
+    negative_hard_weight: float = 0.5
     audioset_weight: float = 1.0
     family_weights: tuple[tuple[str, float], ...] = (("animals", 3.0),)
     gain_db: float = 10.0
@@ -72,12 +75,11 @@ class Trained:
     seconds: float
 
 
-def _targets(pool: Pool, rows: np.ndarray, teacher: CryTeacher, hard_weight: float) -> np.ndarray:
+def _targets(pool: Pool, rows: np.ndarray, teacher: CryTeacher, recipe: Recipe) -> np.ndarray:
     soft = sigmoid(teacher_logits(teacher, pool, rows))
     labels = np.asarray(pool["label"][rows], np.float64)
-    return np.where(labels >= 0, hard_weight * labels + (1 - hard_weight) * soft, soft).astype(
-        np.float32
-    )
+    weight = np.where(labels > 0, recipe.hard_weight, recipe.negative_hard_weight)
+    return np.where(labels >= 0, weight * labels + (1 - weight) * soft, soft).astype(np.float32)
 
 
 def _augment(rng: np.random.Generator, feats: np.ndarray, recipe: Recipe) -> np.ndarray:
@@ -134,7 +136,7 @@ def train(
     torch.manual_seed(recipe.seed)
     torch.set_num_threads(recipe.threads)
     rng = np.random.default_rng(recipe.seed)
-    targets = _targets(pool, rows, teacher, recipe.hard_weight)
+    targets = _targets(pool, rows, teacher, recipe)
     known = val_rows[val_pool["label"][val_rows] >= 0]
     val_x = np.asarray(val_pool["features"][known], np.float32)
     val_y = np.asarray(val_pool["label"][known], np.float64)
@@ -227,6 +229,7 @@ def save_checkpoint(trained: Trained, path: Path) -> None:
 def load_checkpoint(path: Path) -> Trained:
     saved = torch.load(path, weights_only=False)
     fields = saved.pop("recipe")
+    fields.setdefault("negative_hard_weight", fields["hard_weight"])  # one weight served both
     recipe = Recipe(**{**fields, "widths": tuple(fields["widths"])})
     model = CryNet(FRONT_END.n_mels, recipe.widths, recipe.embedding)
     model.load_state_dict(saved.pop("state"))
