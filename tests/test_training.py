@@ -20,6 +20,7 @@ import soundfile
 from pi_monitor.training import augment
 from pi_monitor.training.corpus import (
     AudioCache,
+    Clip,
     group_split,
     held_out_groups,
     is_permissive,
@@ -114,6 +115,29 @@ def test_leave_one_source_out_keeps_the_held_out_source_and_family_out_of_traini
     seen = split.train + split.val
     assert not any(c.source == "toneA" or c.category == "cat" for c in seen)
     assert {c.source for c in split.test} >= {"toneA", "animalsrc"}
+
+
+def test_a_fold_keeps_every_other_clip_on_its_held_out_groups_side() -> None:
+    def clip(source: str, group: str, category: str, label: str = "not_cry") -> Clip:
+        return Clip(f"{source}/{group}.flac", label, category, source, group, "CC0", 16000, 1.0)
+
+    cries = [clip("babies", f"b{i}", "cry", "cry") for i in range(8)]
+    # one source whose groups span two families: holding out "noise" takes some of its groups
+    sleep = [
+        clip("sleep", f"s{i}", "ambient_rain" if i % 2 else "lullaby_music") for i in range(12)
+    ]
+    clips = cries + sleep
+    assert {c.family for c in sleep} == {"noise", "music"}
+    base = held_out_groups(clips)
+    side = {
+        c.file: n
+        for n, part in zip("tvx", (base.train, base.val, base.test), strict=True)
+        for c in part
+    }
+    fold = leave_one_source_out(clips, "babies", "noise")
+    for name, part in zip("tvx", (fold.train, fold.val, fold.test), strict=True):
+        assert all(side[c.file] == name for c in part if c.family == "music")
+    assert all(c.family != "noise" and not c.is_cry for c in fold.train + fold.val)
 
 
 def test_leave_one_source_out_names_the_choices_for_an_unknown_source(tiny_corpus: Path) -> None:

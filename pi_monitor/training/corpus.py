@@ -208,18 +208,21 @@ def leave_one_source_out(
 ) -> Split:
     """Train without `cry_source` and negative `family`; test on them plus unseen test groups.
 
-    The other clips fall on the same side as in `held_out_groups` with the same seed (groups are
-    ordered per source), so one training pool serves the split and every fold."""
+    Every other clip stays on the side `held_out_groups` (same seed) puts it, so one training
+    pool serves the split and every fold. Splitting what remains afresh would not: a source
+    whose clips span families (sleep sounds: noise and lullabies) loses groups to the held-out
+    family, and its other groups are re-ranked onto other sides."""
     known = {c.source for c in clips if c.is_cry}
     if cry_source not in known:
         raise ValueError(f"unknown cry source {cry_source!r}; choose one of {sorted(known)}")
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; choose one of {sorted(FAMILIES)}")
-    train, val, test = group_split(
-        [c for c in clips if not _held_out(c, cry_source, family)], seed=seed
+    base = held_out_groups(clips, seed)
+    kept = lambda part: tuple(c for c in part if not _held_out(c, cry_source, family))  # noqa: E731
+    held = tuple(c for c in clips if _held_out(c, cry_source, family))
+    return Split(
+        f"loso:{cry_source}+{family}", kept(base.train), kept(base.val), held + kept(base.test)
     )
-    held = [c for c in clips if _held_out(c, cry_source, family)]
-    return Split(f"loso:{cry_source}+{family}", tuple(train), tuple(val), tuple(held + test))
 
 
 def permissive_only(split: Split) -> Split:
