@@ -21,6 +21,7 @@ from pi_monitor.training import augment
 from pi_monitor.training.corpus import (
     AudioCache,
     Clip,
+    Split,
     group_split,
     held_out_groups,
     is_permissive,
@@ -138,6 +139,17 @@ def test_a_fold_keeps_every_other_clip_on_its_held_out_groups_side() -> None:
     for name, part in zip("tvx", (fold.train, fold.val, fold.test), strict=True):
         assert all(side[c.file] == name for c in part if c.family == "music")
     assert all(c.family != "noise" and not c.is_cry for c in fold.train + fold.val)
+
+
+def test_a_split_that_moves_one_clip_gets_a_new_fingerprint_under_the_same_name() -> None:
+    clips = [
+        Clip(f"s/{i}.flac", "not_cry", "speech", "s", f"g{i}", "CC0", 16000, 1.0) for i in range(4)
+    ]
+    split = Split("fold", tuple(clips[:2]), (clips[2],), (clips[3],))
+    same = Split("fold", tuple(reversed(clips[:2])), (clips[2],), (clips[3],))
+    moved = Split("fold", (clips[0],), (clips[1], clips[2]), (clips[3],))
+    assert split.fingerprint == same.fingerprint
+    assert moved.fingerprint != split.fingerprint
 
 
 def test_leave_one_source_out_names_the_choices_for_an_unknown_source(tiny_corpus: Path) -> None:
@@ -415,7 +427,12 @@ def test_cli_trains_evaluates_and_tabulates_on_a_corpus_folder(
     train = ["train", *common, "--epochs", "0.05", "--threads", "1", "--out", str(model)]
     train += ["--checkpoint", str(tmp_path / "m.pt")]
     assert main(train) == 0
-    stages = [tmp_path / f"m-{name}" for name in ("stage1.pt", "stage1-mined.json", "stage2.pt")]
+    stages = [
+        f
+        for name in ("stage1.pt", "stage1-mined.json", "stage2.pt")
+        for f in tmp_path.glob(f"m-*-{name}")
+    ]
+    assert len(stages) == 3
     written = [f.stat().st_mtime_ns for f in stages]
     model.unlink()
     assert main(train) == 0 and model.is_file()  # both stages found again, not retrained

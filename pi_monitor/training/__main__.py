@@ -132,7 +132,7 @@ class Workspace:
         """The split's cry teacher (fitted once, kept in the runs folder)."""
         from pi_monitor.training.heads import fit_cry_teacher
 
-        path = self.runs / f"{_run_name(split)}-teacher.npz"
+        path = self.runs / f"{_run_name(split)}-{split.fingerprint}-teacher.npz"
         if not path.is_file():
             train_pool, val_pool = self.pools()
             teacher = fit_cry_teacher(
@@ -146,8 +146,8 @@ class Workspace:
 def _train(args: argparse.Namespace, ws: Workspace, split: Split) -> Path:
     """Stage 1 on the pool; then --mine-rounds stages, each from the one before, on the pool plus
     every window of the training non-cries that an earlier stage still called a cry (mining.py).
-    Each stage and what it mined are kept beside the checkpoint and reused while the recipe and
-    split match and no stage before them was retrained."""
+    Each stage and what it mined are kept beside the checkpoint, named by the split's fingerprint,
+    and reused while the recipe matches and no stage before them was retrained."""
     from pi_monitor.training.export import export
     from pi_monitor.training.heads import CryTeacher
     from pi_monitor.training.mining import mine
@@ -172,7 +172,7 @@ def _train(args: argparse.Namespace, ws: Workspace, split: Split) -> Path:
         )  # fmt: skip
 
     def kept(name: str) -> Path:
-        return args.checkpoint.with_name(f"{args.checkpoint.stem}-{name}")
+        return args.checkpoint.with_name(f"{args.checkpoint.stem}-{split.fingerprint}-{name}")
 
     trained: Trained | None = None
     retrained = False

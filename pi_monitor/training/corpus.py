@@ -164,6 +164,13 @@ class Split:
     val: tuple[Clip, ...]
     test: tuple[Clip, ...]
 
+    @property
+    def fingerprint(self) -> str:
+        """Names what is kept for this split (teacher, stages), so a changed split, under the
+        same name, never reuses what was fitted on the old one."""
+        sides = [sorted(c.path for c in side) for side in (self.train, self.val, self.test)]
+        return _rank(repr(sides), 0)[:10]
+
 
 def group_split(
     clips: Sequence[Clip], test_frac: float = 0.15, val_frac: float = 0.15, seed: int = 0
