@@ -143,6 +143,15 @@ class Workspace:
         return path
 
 
+def _read_mined(found: Path, legacy: dict) -> tuple[dict, list] | None:
+    """The mining settings and windows of a kept list (None: none kept). Lists kept before they
+    recorded their settings are plain lists, made with `legacy`, the defaults of that time."""
+    if not found.is_file():
+        return None
+    kept = json.loads(found.read_text())
+    return (kept["mining"], kept["windows"]) if isinstance(kept, dict) else (legacy, kept)
+
+
 def _train(args: argparse.Namespace, ws: Workspace, split: Split) -> Path:
     """Stage 1 on the pool; then --mine-rounds stages, each from the one before, on the pool plus
     every window of the training non-cries that an earlier stage still called a cry (mining.py).
@@ -150,7 +159,7 @@ def _train(args: argparse.Namespace, ws: Workspace, split: Split) -> Path:
     and reused while the recipe matches and no stage before them was retrained."""
     from pi_monitor.training.export import export
     from pi_monitor.training.heads import CryTeacher
-    from pi_monitor.training.mining import mine
+    from pi_monitor.training.mining import Mining, mine
     from pi_monitor.training.train import Recipe, load_checkpoint, save_checkpoint, train
 
     train_pool, val_pool = ws.pools()
@@ -162,6 +171,7 @@ def _train(args: argparse.Namespace, ws: Workspace, split: Split) -> Path:
         negative_hard_weight=args.negative_hard_weight,
     )
     later = dataclasses.replace(recipe, epochs=args.mine_epochs, lr=recipe.lr * MINE_LR)
+    mining = Mining(cries=args.mined_cries)
 
     def fit(pool: Pool, recipe: Recipe, start: CryNet | None = None) -> Trained:
         rows = pool.usable(split.train)
@@ -180,10 +190,14 @@ def _train(args: argparse.Namespace, ws: Workspace, split: Split) -> Path:
     for stage, stage_recipe in enumerate([recipe] + [later] * args.mine_rounds, 1):
         if trained is not None:  # what the stage before still calls a cry
             found = kept(f"stage{stage - 1}-mined.json")
-            if retrained or not found.is_file():
-                windows = mine(trained.model, split.train, train_pool.clip_files, ws.cache)
-                found.write_text(json.dumps(windows))
-            mined += tuple((c, s, bool(cry)) for c, s, cry in json.loads(found.read_text()))
+            settings = dataclasses.asdict(mining)
+            done_mining = _read_mined(found, legacy=dataclasses.asdict(Mining()))
+            if retrained or done_mining is None or done_mining[0] != settings:
+                windows = mine(trained.model, split.train, train_pool.clip_files, ws.cache, mining)
+                found.write_text(json.dumps({"mining": settings, "windows": windows}))
+                done_mining = (settings, windows)
+                retrained = True  # the stages after it learn from these windows
+            mined += tuple((c, s, bool(cry)) for c, s, cry in done_mining[1])
         path = kept(f"stage{stage}.pt")
         done = None if retrained or not path.is_file() else load_checkpoint(path)
         if done is None or done.recipe != stage_recipe or done.split != split.name:
@@ -261,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
             type=float,
             default=0.5,
             help="a labelled non-cry's target is (1 - this) x the teacher's probability",
+        )
+        p.add_argument(
+            "--mined-cries", type=int, default=1, help="cries mixed over each mined window"
         )
         p.add_argument("--out", type=Path, default=DEFAULT_MODEL)
         p.add_argument("--checkpoint", type=Path, default=DEFAULT_CACHE / "runs" / "cry.pt")
