@@ -259,26 +259,20 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("train", "loso"):
         p = sub.add_parser(name)
         _common(p)
-        p.add_argument("--epochs", type=float, default=5.0, help="passes over the pool")
-        p.add_argument("--threads", type=int, default=2, help="torch threads")
-        p.add_argument(
-            "--mine-rounds",
-            type=int,
-            default=2,
-            help="stages on mined hard negatives after the first",
-        )
-        p.add_argument(
-            "--mine-epochs", type=float, default=2.0, help="passes over pool + mined per round"
-        )
-        p.add_argument(
-            "--negative-hard-weight",
-            type=float,
-            default=0.5,
-            help="a labelled non-cry's target is (1 - this) x the teacher's probability",
-        )
-        p.add_argument(
-            "--mined-cries", type=int, default=1, help="cries mixed over each mined window"
-        )
+        for flag, kind, default, text in (
+            ("--epochs", float, 5.0, "passes over the pool"),
+            ("--threads", int, 2, "torch threads"),
+            ("--mine-rounds", int, 2, "stages on mined hard negatives after the first"),
+            ("--mine-epochs", float, 2.0, "passes over pool + mined per round"),
+            (
+                "--negative-hard-weight",
+                float,
+                0.5,
+                "a labelled non-cry's target is (1 - this) x the teacher's probability",
+            ),
+            ("--mined-cries", int, 1, "cries mixed over each mined window"),
+        ):
+            p.add_argument(flag, type=kind, default=default, help=text)
         p.add_argument("--out", type=Path, default=DEFAULT_MODEL)
         p.add_argument("--checkpoint", type=Path, default=DEFAULT_CACHE / "runs" / "cry.pt")
     sub.choices["loso"].add_argument(
