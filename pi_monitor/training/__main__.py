@@ -172,6 +172,7 @@ def _train(args: argparse.Namespace, ws: Workspace, split: Split) -> Path:
     )
     later = dataclasses.replace(recipe, epochs=args.mine_epochs, lr=recipe.lr * MINE_LR)
     mining = Mining(cries=args.mined_cries)
+    settings, legacy = dataclasses.asdict(mining), dataclasses.asdict(Mining())
 
     def fit(pool: Pool, recipe: Recipe, start: CryNet | None = None) -> Trained:
         rows = pool.usable(split.train)
@@ -190,8 +191,7 @@ def _train(args: argparse.Namespace, ws: Workspace, split: Split) -> Path:
     for stage, stage_recipe in enumerate([recipe] + [later] * args.mine_rounds, 1):
         if trained is not None:  # what the stage before still calls a cry
             found = kept(f"stage{stage - 1}-mined.json")
-            settings = dataclasses.asdict(mining)
-            done_mining = _read_mined(found, legacy=dataclasses.asdict(Mining()))
+            done_mining = _read_mined(found, legacy)
             if retrained or done_mining is None or done_mining[0] != settings:
                 windows = mine(trained.model, split.train, train_pool.clip_files, ws.cache, mining)
                 found.write_text(json.dumps({"mining": settings, "windows": windows}))

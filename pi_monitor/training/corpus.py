@@ -224,8 +224,11 @@ def leave_one_source_out(
         raise ValueError(f"unknown cry source {cry_source!r}; choose one of {sorted(known)}")
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; choose one of {sorted(FAMILIES)}")
+
+    def kept(part: tuple[Clip, ...]) -> tuple[Clip, ...]:
+        return tuple(c for c in part if not _held_out(c, cry_source, family))
+
     base = held_out_groups(clips, seed)
-    kept = lambda part: tuple(c for c in part if not _held_out(c, cry_source, family))  # noqa: E731
     held = tuple(c for c in clips if _held_out(c, cry_source, family))
     return Split(
         f"loso:{cry_source}+{family}", kept(base.train), kept(base.val), held + kept(base.test)
