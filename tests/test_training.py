@@ -409,6 +409,7 @@ def test_cli_trains_evaluates_and_tabulates_on_a_corpus_folder(
     tiny_corpus: Path, teachers: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     from pi_monitor.training.__main__ import main
+    from pi_monitor.training.train import load_checkpoint
 
     model = tmp_path / "m.onnx"
     common = [
@@ -449,6 +450,10 @@ def test_cli_trains_evaluates_and_tabulates_on_a_corpus_folder(
         sum(cry for _, _, cry in mined["windows"])
         == 2 * sum(not cry for _, _, cry in mined["windows"]) / mined["mining"]["negatives"]
     )
+    first = stages[0].stat().st_mtime_ns
+    assert main([*train, "--train-seed", "1"]) == 0  # same split, so the same files; stage 1 anew
+    assert stages[0].stat().st_mtime_ns != first
+    assert load_checkpoint(tmp_path / "m.pt").recipe.seed == 1
     report = tmp_path / "r.json"
     evaluate = ["evaluate", *common, "--model", str(model)]
     assert main([*evaluate, "--with-teachers", "--report", str(report)]) == 0

@@ -166,7 +166,7 @@ def _train(args: argparse.Namespace, ws: Workspace, split: Split) -> Path:
     teacher = CryTeacher.load(ws.cry_teacher(split))
     recipe = Recipe(
         epochs=args.epochs,
-        seed=args.seed,
+        seed=args.seed if args.train_seed is None else args.train_seed,
         threads=args.threads,
         negative_hard_weight=args.negative_hard_weight,
     )
@@ -271,6 +271,13 @@ def main(argv: list[str] | None = None) -> int:
                 "a labelled non-cry's target is (1 - this) x the teacher's probability",
             ),
             ("--mined-cries", int, 1, "cries mixed over each mined window"),
+            (
+                "--train-seed",
+                int,
+                None,
+                "seeds the student's initialisation and batch order only (default: --seed, "
+                "which also draws the split and the pool)",
+            ),
         ):
             p.add_argument(flag, type=kind, default=default, help=text)
         p.add_argument("--out", type=Path, default=DEFAULT_MODEL)
