@@ -8,7 +8,10 @@ do not split it. Times are window centres; `emitted_t` is when the decision coul
 The onset is dated where the run of windows above the off-threshold began, at most one window
 length before the on-crossing: a cry's first window scores only partly, and the window that
 crosses the on-threshold is typically 0.5 s late. Confirmation still counts from the crossing,
-so back-dating moves `t`, never `emitted_t` or what is a bout.
+so back-dating moves `t`, never `emitted_t` or what is a bout. For the same reason a burst that
+crossed the on-threshold but fell back before `min_bout_s` is not forgotten: if a bout confirms
+less than `merge_gap_s` after it, the bout began with that burst, as a pause that short inside a
+bout would not have split it.
 """
 
 from __future__ import annotations
@@ -67,6 +70,17 @@ class DetectorParams:
         )
 
 
+@dataclass(frozen=True)
+class _Burst:
+    """A run that crossed the on-threshold and fell back before it was long enough."""
+
+    onset_t: float
+    last_above_t: float
+    peak: float
+    sum: float
+    count: int
+
+
 class _State(Enum):
     IDLE = "idle"
     PENDING = "pending"  # above threshold, not yet long enough to be a bout
@@ -86,6 +100,7 @@ class CryDetector:
         self._peak = 0.0
         self._sum = 0.0  # score sum and count up to the last window above the off-threshold
         self._count = 0
+        self._burst: _Burst | None = None  # the last unconfirmed burst, while idle
 
     @property
     def crying(self) -> bool:
@@ -114,6 +129,9 @@ class CryDetector:
             return []
         if self._state is _State.PENDING:
             self._state = _State.IDLE
+            self._burst = _Burst(
+                self._onset_t, self._last_above_t, self._peak, self._sum, self._count
+            )
             return []
         if t - self._last_above_t >= p.merge_gap_s:
             return [self._end(decided_t)]
@@ -143,6 +161,12 @@ class CryDetector:
         scores = [s for _, s in self._lead]
         self._peak, self._sum, self._count = max(scores), sum(scores), len(scores)
         self._lead.clear()
+        burst, self._burst = self._burst, None
+        if burst is not None and self._onset_t - burst.last_above_t < self.params.merge_gap_s:
+            self._onset_t = burst.onset_t
+            self._peak = max(self._peak, burst.peak)
+            self._sum += burst.sum
+            self._count += burst.count
 
     def _confirm_if_long(self, decided_t: float) -> list[Event]:
         """Onset once the bout is long enough; its score is the bout's peak so far."""

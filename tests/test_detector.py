@@ -80,6 +80,22 @@ def test_a_run_broken_below_the_off_threshold_does_not_back_date() -> None:
     assert events[0].t == pytest.approx(3 * HOP)
 
 
+def test_a_burst_too_short_to_confirm_dates_the_bout_that_follows_within_the_merge_gap() -> None:
+    # the cry's first burst falls back after 0.25 s; the bout confirms 0.75 s later
+    events = run([0.1] * 4 + [0.9, 0.9, 0.2, 0.2, 0.2] + [0.9] * 6 + [0.1] * 12)
+    onset, end = events
+    assert onset.t == pytest.approx(4 * HOP)
+    assert onset.emitted_t == pytest.approx(9 * HOP + 0.5 + 0.5)  # still confirmed by the bout
+    assert end.duration_s == pytest.approx(10 * HOP)
+    assert end.mean_score == pytest.approx(0.9)  # the pause does not count, as inside a bout
+
+
+def test_a_burst_a_merge_gap_or_more_before_a_bout_stays_forgotten() -> None:
+    events = run([0.9, 0.9] + [0.1] * 8 + [0.9] * 6 + [0.1] * 12)
+    assert events[0].t == pytest.approx(10 * HOP)
+    assert run([0.9, 0.9] + [0.1] * 12) == []  # and alone it is no bout
+
+
 def test_a_lead_in_alone_does_not_make_a_bout_longer_than_it_is() -> None:
     assert run([0.7] * 3 + [0.9, 0.2] + [0.1] * 10) == []
 
