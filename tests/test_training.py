@@ -438,14 +438,15 @@ def test_cli_trains_evaluates_and_tabulates_on_a_corpus_folder(
     model.unlink()
     assert main(train) == 0 and model.is_file()  # both stages found again, not retrained
     assert [f.stat().st_mtime_ns for f in stages] == written
-    assert main([*train, "--mined-cries", "2"]) == 0  # stage 1 kept; mined again, stage 2 anew
+    # stage 1 kept; mined again, stage 2 anew
+    assert main([*train, "--mined-cries", "2", "--mine-threshold", "0.6"]) == 0
     assert [f.stat().st_mtime_ns == t for f, t in zip(stages, written, strict=True)] == [
         True,
         False,
         False,
     ]
     mined = json.loads(stages[1].read_text())
-    assert mined["mining"]["cries"] == 2
+    assert (mined["mining"]["cries"], mined["mining"]["threshold"]) == (2, 0.6)
     assert (
         sum(cry for _, _, cry in mined["windows"])
         == 2 * sum(not cry for _, _, cry in mined["windows"]) / mined["mining"]["negatives"]

@@ -20,7 +20,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pi_monitor.config import DEFAULT_MODEL, ConfigError, DetectorSettings, load_settings
+from pi_monitor.config import (
+    DEFAULT_MODEL,
+    ON_THRESHOLD_RANGE,
+    ConfigError,
+    DetectorSettings,
+    load_settings,
+)
 from pi_monitor.training.corpus import (
     DEFAULT_CACHE,
     DEFAULT_CORPUS,
@@ -171,7 +177,7 @@ def _train(args: argparse.Namespace, ws: Workspace, split: Split) -> Path:
         negative_hard_weight=args.negative_hard_weight,
     )
     later = dataclasses.replace(recipe, epochs=args.mine_epochs, lr=recipe.lr * MINE_LR)
-    mining = Mining(cries=args.mined_cries)
+    mining = Mining(threshold=args.mine_threshold, cries=args.mined_cries)
     settings, legacy = dataclasses.asdict(mining), dataclasses.asdict(Mining())
 
     def fit(pool: Pool, recipe: Recipe, start: CryNet | None = None) -> Trained:
@@ -271,6 +277,12 @@ def main(argv: list[str] | None = None) -> int:
                 "a labelled non-cry's target is (1 - this) x the teacher's probability",
             ),
             ("--mined-cries", int, 1, "cries mixed over each mined window"),
+            (
+                "--mine-threshold",
+                float,
+                ON_THRESHOLD_RANGE[0],
+                "mine the training non-cries' windows scoring at least this",
+            ),
             (
                 "--train-seed",
                 int,
