@@ -30,6 +30,7 @@ from pi_monitor.training.corpus import (
 )
 from pi_monitor.training.examples import (
     FRONT_END,
+    SPEED_RANGE,
     UNKNOWN,
     WINDOW_FRAMES,
     ExampleSampler,
@@ -195,6 +196,34 @@ def test_tonal_sound_is_harmonic_seeded_and_at_unit_level() -> None:
     spectrum = np.abs(np.fft.rfft(a))
     peak_share = np.sort(spectrum)[-len(spectrum) // 20 :].sum() / spectrum.sum()
     assert peak_share > 0.3, "energy should sit in harmonic lines (white noise: 0.11)"
+
+
+def test_a_speed_change_moves_pitch_with_speed_and_keeps_the_window_length() -> None:
+    t = np.arange(16000) / 16000
+    tone = np.sin(2 * np.pi * 440 * t).astype(np.float32)
+    for n in (round(16000 / SPEED_RANGE[0]), round(16000 / SPEED_RANGE[1])):
+        slower_or_faster = augment.change_speed(tone, n)
+        assert slower_or_faster.shape == (n,) and slower_or_faster.dtype == np.float32
+        peak_hz = np.argmax(np.abs(np.fft.rfft(slower_or_faster))) * 16000 / n
+        assert peak_hz == pytest.approx(440 * 16000 / n, abs=16000 / n)
+
+
+def test_speed_change_off_keeps_the_name_of_pools_built_before_it_existed(
+    tiny_corpus: Path, cache: AudioCache
+) -> None:
+    from pi_monitor.training.pool import PoolSpec
+
+    def clip(i: int) -> Clip:
+        label, category = ("cry", "cry") if i < 2 else ("not_cry", "cat")
+        return Clip(f"s/{i}.flac", label, category, "s", f"g{i}", "CC0", 16000, 1.0)
+
+    clips = [clip(i) for i in range(4)]
+    assert PoolSpec(64, 0).digest(clips) == "fa43c0d8e723"  # the name before speed changes
+    assert PoolSpec(64, 0, Mixing(speed=0.5)).digest(clips) != "fa43c0d8e723"
+    sampler = ExampleSampler(read_manifest(tiny_corpus), cache, Mixing(speed=1.0))
+    rng = np.random.default_rng(3)
+    drawn = [sampler.example(rng, i % 2 == 1).audio for i in range(8)]
+    assert all(a.shape == (window_samples(),) for a in drawn)
 
 
 def test_filter_designs_on_the_cache_grid_match_a_fresh_design() -> None:

@@ -84,6 +84,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--permissive", action="store_true", help="train on permissive licences only")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--examples", type=int, default=TRAIN_EXAMPLES, help="training pool size")
+    p.add_argument(
+        "--speed-change",
+        type=float,
+        default=0.0,
+        help="share of the training pool's clip segments played 0.89-1.12 x as fast",
+    )
     p.add_argument("--workers", type=int, default=2, help="pool-labelling processes")
 
 
@@ -111,14 +117,15 @@ class Workspace:
 
     def pools(self) -> tuple:
         from pi_monitor.training import pool
+        from pi_monitor.training.examples import Mixing
 
         a = self.args
         built = []
-        for clips, examples, seed in (
-            (self.base.train, a.examples, a.seed),
-            (self.base.val, max(256, a.examples // VAL_SHARE), a.seed + 1000),
+        for clips, examples, seed, mixing in (
+            (self.base.train, a.examples, a.seed, Mixing(speed=a.speed_change)),
+            (self.base.val, max(256, a.examples // VAL_SHARE), a.seed + 1000, Mixing()),
         ):
-            spec = pool.PoolSpec(examples=examples, seed=seed)
+            spec = pool.PoolSpec(examples=examples, seed=seed, mixing=mixing)
             folder = a.cache / f"pool-{spec.digest(clips)}"
             built.append(pool.build(clips, self.cache, spec, folder, a.teachers, a.workers))
         return tuple(built)

@@ -167,6 +167,11 @@ def band_limit(rng: np.random.Generator, x: np.ndarray, sample_rate: int) -> np.
     return np.asarray(x, dtype=np.float32)
 
 
+def change_speed(x: np.ndarray, n: int) -> np.ndarray:
+    """`x` played at the speed that makes it last `n` samples, its pitch moving with it."""
+    return scipy.signal.resample(x, n).astype(np.float32)
+
+
 def mix(signal: np.ndarray, background: np.ndarray, snr_db: float) -> np.ndarray:
     """`signal` over `background` at `snr_db` (active level of the signal over the background)."""
     scale = active_rms(signal) / (rms(background) * 10 ** (snr_db / 20))

@@ -33,6 +33,7 @@ WINDOW_FRAMES = 53  # the student's receptive field: 1.07 s
 WINDOW_HOP_FRAMES = 12  # its stride in frames: a score every 0.24 s
 SHIFT = WINDOW_HOP_FRAMES * FRONT_END.hop_length  # samples a mined window may move: one hop
 
+SPEED_RANGE = (0.89, 1.12)  # ±2 semitones, speed and pitch together, as a turntable
 UNKNOWN = -1  # label of an example whose truth only the teachers can tell
 PARTS = 3  # clips one example may be built from
 
@@ -64,6 +65,7 @@ class Mixing:
     two_negatives: float = 0.15
     reverb: float = 0.3
     band_limit: float = 0.35
+    speed: float = 0.0  # share of clip segments played at another speed (SPEED_RANGE)
 
 
 @dataclass(frozen=True)
@@ -101,18 +103,26 @@ class ExampleSampler:
         self._active: dict[Path, np.ndarray] = {}
 
     def _segment(self, rng: np.random.Generator, clip: Clip, active: bool) -> np.ndarray:
+        """A window's worth of a clip; sometimes played faster or slower, so that a few dozen
+        cats and babies sound like more (no random draw when `speed` is 0: pools stay as built)."""
+        if self.mixing.speed and rng.random() < self.mixing.speed:
+            n = round(self.n * rng.uniform(*SPEED_RANGE))
+            return augment.change_speed(self._cut(rng, clip, active, n), self.n)
+        return self._cut(rng, clip, active, self.n)
+
+    def _cut(self, rng: np.random.Generator, clip: Clip, active: bool, n: int) -> np.ndarray:
         x = self.cache.audio(clip)
-        if len(x) <= self.n:
-            start = int(rng.integers(0, self.n - len(x) + 1))
-            return np.pad(x, (start, self.n - len(x) - start)).astype(np.float32)
+        if len(x) <= n:
+            start = int(rng.integers(0, n - len(x) + 1))
+            return np.pad(x, (start, n - len(x) - start)).astype(np.float32)
         if not active:
-            start = int(rng.integers(0, len(x) - self.n + 1))
-            return x[start : start + self.n]
+            start = int(rng.integers(0, len(x) - n + 1))
+            return x[start : start + n]
         starts = self._active.get(clip.file)
         if starts is None:
             starts = self._active[clip.file] = _active_starts(x, self.n)
-        start = int(rng.choice(starts))
-        return x[start : start + self.n]
+        start = min(int(rng.choice(starts)), len(x) - n)
+        return x[start : start + n]
 
     def _pick(self, rng: np.random.Generator, sources: list[list[Clip]]) -> Clip:
         files = sources[rng.integers(len(sources))]

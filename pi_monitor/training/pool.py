@@ -58,11 +58,13 @@ class PoolSpec:
     hard: tuple[tuple[int, int, bool], ...] = ()  # mined windows: (clip, start, cry over it)
 
     def digest(self, clips: Sequence[Clip]) -> str:
-        """Names the pool's folder; a drawn pool's name leaves out the empty mined list, so
-        pools built before mining existed are still found."""
+        """Names the pool's folder; a drawn pool's name leaves out the empty mined list and a
+        speed change that is off, so pools built before either existed are still found."""
         fields = asdict(self)
         if not self.hard:
             del fields["hard"]
+        if not self.mixing.speed:
+            del fields["mixing"]["speed"]
         text = json.dumps(
             [fields, asdict(FRONT_END), WINDOW_FRAMES, [str(c.file) for c in clips]],
             sort_keys=True,
