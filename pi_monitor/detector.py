@@ -138,7 +138,10 @@ class CryDetector:
         return []
 
     def finish(self, end_t: float) -> list[Event]:
-        """The stream ended: a bout under way ends at its last crying window."""
+        """The stream ended: a bout under way ends at its last crying window; nothing else
+        carries over."""
+        self._burst = None
+        self._lead.clear()
         if self._state is _State.CRYING:
             return [self._end(end_t)]
         self._state = _State.IDLE
