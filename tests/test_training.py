@@ -208,9 +208,7 @@ def test_a_speed_change_moves_pitch_with_speed_and_keeps_the_window_length() -> 
         assert peak_hz == pytest.approx(440 * 16000 / n, abs=16000 / n)
 
 
-def test_speed_change_off_keeps_the_name_of_pools_built_before_it_existed(
-    tiny_corpus: Path, cache: AudioCache
-) -> None:
+def test_speed_change_keeps_old_pool_names_when_off_and_cuts_short_clips_when_on() -> None:
     from pi_monitor.training.pool import PoolSpec
 
     def clip(i: int) -> Clip:
@@ -220,9 +218,18 @@ def test_speed_change_off_keeps_the_name_of_pools_built_before_it_existed(
     clips = [clip(i) for i in range(4)]
     assert PoolSpec(64, 0).digest(clips) == "fa43c0d8e723"  # the name before speed changes
     assert PoolSpec(64, 0, Mixing(speed=0.5)).digest(clips) != "fa43c0d8e723"
-    sampler = ExampleSampler(read_manifest(tiny_corpus), cache, Mixing(speed=1.0))
+    # a clip a little shorter than a window, cut at every speed
+    short = Clip("s/short.flac", "not_cry", "cat", "s", "g9", "CC0", 16000, 1.0)
+    audio = {c.file: _tone(np.random.default_rng(i), 2.0) for i, c in enumerate(clips)}
+    audio[short.file] = _tone(np.random.default_rng(9), (window_samples() - 200) / SR)
+
+    class Audio:
+        def audio(self, clip: Clip) -> np.ndarray:
+            return audio[clip.file].astype(np.float32)
+
+    sampler = ExampleSampler([*clips[:2], short], Audio(), Mixing(speed=1.0))  # type: ignore[arg-type]
     rng = np.random.default_rng(3)
-    drawn = [sampler.example(rng, i % 2 == 1).audio for i in range(8)]
+    drawn = [sampler.example(rng, i % 2 == 1).audio for i in range(64)]
     assert all(a.shape == (window_samples(),) for a in drawn)
 
 

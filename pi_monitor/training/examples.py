@@ -115,7 +115,7 @@ class ExampleSampler:
         if len(x) <= n:
             start = int(rng.integers(0, n - len(x) + 1))
             return np.pad(x, (start, n - len(x) - start)).astype(np.float32)
-        if not active:
+        if not active or len(x) <= self.n:  # a sped-up cut of a clip shorter than a window
             start = int(rng.integers(0, len(x) - n + 1))
             return x[start : start + n]
         starts = self._active.get(clip.file)
