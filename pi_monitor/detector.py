@@ -70,17 +70,6 @@ class DetectorParams:
         )
 
 
-@dataclass(frozen=True)
-class _Burst:
-    """A run that crossed the on-threshold and fell back before it was long enough."""
-
-    onset_t: float
-    last_above_t: float
-    peak: float
-    sum: float
-    count: int
-
-
 class _State(Enum):
     IDLE = "idle"
     PENDING = "pending"  # above threshold, not yet long enough to be a bout
@@ -100,7 +89,7 @@ class CryDetector:
         self._peak = 0.0
         self._sum = 0.0  # score sum and count up to the last window above the off-threshold
         self._count = 0
-        self._burst: _Burst | None = None  # the last unconfirmed burst, while idle
+        self._fell_back = False  # idle, and the fields above still describe a burst that fell back
 
     @property
     def crying(self) -> bool:
@@ -129,9 +118,7 @@ class CryDetector:
             return []
         if self._state is _State.PENDING:
             self._state = _State.IDLE
-            self._burst = _Burst(
-                self._onset_t, self._last_above_t, self._peak, self._sum, self._count
-            )
+            self._fell_back = True
             return []
         if t - self._last_above_t >= p.merge_gap_s:
             return [self._end(decided_t)]
@@ -140,7 +127,7 @@ class CryDetector:
     def finish(self, end_t: float) -> list[Event]:
         """The stream ended: a bout under way ends at its last crying window; nothing else
         carries over."""
-        self._burst = None
+        self._fell_back = False
         self._lead.clear()
         if self._state is _State.CRYING:
             return [self._end(end_t)]
@@ -157,19 +144,21 @@ class CryDetector:
             self._lead.popleft()
 
     def _start(self, t: float) -> None:
-        """A bout may begin: it includes the lead-in run that ends with this crossing."""
+        """A bout may begin: it includes the lead-in run that ends with this crossing, and the
+        burst that fell back before it, if that ended less than the merge gap before."""
+        lead_t = self._lead[0][0]
+        scores = [s for _, s in self._lead]
+        if self._fell_back and lead_t - self._last_above_t < self.params.merge_gap_s:
+            self._peak = max(self._peak, *scores)
+            self._sum += sum(scores)
+            self._count += len(scores)
+        else:
+            self._onset_t = lead_t
+            self._peak, self._sum, self._count = max(scores), sum(scores), len(scores)
+        self._fell_back = False
         self._state = _State.PENDING
         self._crossing_t = self._last_above_t = t
-        self._onset_t = self._lead[0][0]
-        scores = [s for _, s in self._lead]
-        self._peak, self._sum, self._count = max(scores), sum(scores), len(scores)
         self._lead.clear()
-        burst, self._burst = self._burst, None
-        if burst is not None and self._onset_t - burst.last_above_t < self.params.merge_gap_s:
-            self._onset_t = burst.onset_t
-            self._peak = max(self._peak, burst.peak)
-            self._sum += burst.sum
-            self._count += burst.count
 
     def _confirm_if_long(self, decided_t: float) -> list[Event]:
         """Onset once the bout is long enough; its score is the bout's peak so far."""
