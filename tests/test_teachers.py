@@ -173,6 +173,17 @@ def test_cry_classes_are_found_by_audioset_id_in_each_class_map(teachers) -> Non
     )
 
 
+def test_the_animal_classes_weighted_in_training_run_from_animal_to_whale_vocalization(
+    teachers,
+) -> None:
+    from pi_monitor.training.train import ANIMAL_CLASSES
+
+    names = teachers.mn04.class_names[ANIMAL_CLASSES]
+    assert (names[0], names[-1], len(names)) == ("Animal", "Whale vocalization", 65)
+    assert {"Cat", "Meow", "Dog", "Bird"} <= set(names)
+    assert "Music" not in names and "Baby cry, infant cry" not in names
+
+
 def test_examples_of_another_length_are_refused_with_the_shape_expected(teachers) -> None:
     with pytest.raises(ValueError, match="15600"):
         teachers.label(np.zeros((2, 16000), np.float32))

@@ -182,6 +182,7 @@ def _train(args: argparse.Namespace, ws: Workspace, split: Split) -> Path:
         seed=args.seed if args.train_seed is None else args.train_seed,
         threads=args.threads,
         negative_hard_weight=args.negative_hard_weight,
+        animal_audioset_weight=args.animal_audioset_weight,
     )
     later = dataclasses.replace(recipe, epochs=args.mine_epochs, lr=recipe.lr * MINE_LR)
     mining = Mining(threshold=args.mine_threshold, cries=args.mined_cries)
@@ -282,6 +283,12 @@ def main(argv: list[str] | None = None) -> int:
                 float,
                 0.5,
                 "a labelled non-cry's target is (1 - this) x the teacher's probability",
+            ),
+            (
+                "--animal-audioset-weight",
+                float,
+                1.0,
+                "the AudioSet animal classes count this many times in the auxiliary loss",
             ),
             ("--mined-cries", int, 1, "cries mixed over each mined window"),
             (

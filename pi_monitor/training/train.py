@@ -36,6 +36,8 @@ from pi_monitor.training.heads import CryTeacher, fit_temperature, teacher_logit
 from pi_monitor.training.model import CryNet, macs
 from pi_monitor.training.pool import Pool
 
+ANIMAL_CLASSES = slice(72, 137)  # mn04's AudioSet classes "Animal" to "Whale vocalization"
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -48,6 +50,7 @@ class Recipe:
     hard_weight: float = 0.5
     negative_hard_weight: float = 0.5
     audioset_weight: float = 1.0
+    animal_audioset_weight: float = 1.0  # how many times the animal classes count in that loss
     family_weights: tuple[tuple[str, float], ...] = (("animals", 3.0),)
     gain_db: float = 10.0
     spec_mask: float = 0.5
@@ -151,6 +154,8 @@ def train(
     )
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, recipe.lr, total_steps=steps)
     bce = torch.nn.functional.binary_cross_entropy_with_logits
+    class_weights = torch.ones(pool["mn04_logit"].shape[1])
+    class_weights[ANIMAL_CLASSES] = recipe.animal_audioset_weight
     best_loss, best_state = np.inf, None
     order = np.concatenate(
         [rng.permutation(len(rows)) for _ in range(int(np.ceil(recipe.epochs)) + 1)]
@@ -166,7 +171,7 @@ def train(
         weight = torch.from_numpy(weights[pick])
         per_row = bce(cry[:, 0], torch.from_numpy(targets[pick]), reduction="none")
         loss = (weight * per_row).sum() / weight.sum() + recipe.audioset_weight * bce(
-            classes[:, :, 0], torch.from_numpy(audioset)
+            classes[:, :, 0], torch.from_numpy(audioset), weight=class_weights
         )
         optimiser.zero_grad()
         loss.backward()
