@@ -71,6 +71,31 @@ def largest_mappings(pid: int, most: int = 8) -> list[tuple[int, str]]:
     return sorted(((kb, n) for n, kb in rss.items()), reverse=True)[:most]
 
 
+SCAN_PROBE = r"""
+import re
+from pathlib import Path
+import numpy, onnxruntime, paho.mqtt.client, cffi  # what the service has loaded before it
+def state():
+    rss = re.search(r"VmRSS:\s+(\d+)", Path("/proc/self/status").read_text())[1]
+    maps = Path("/proc/self/maps").read_text()
+    return int(rss), set(re.findall(r"\s(/\S+\.so[\w.]*)$", maps, re.M))
+rss, libs = state()
+import sounddevice
+rss_after, libs_after = state()
+print(rss_after - rss, len(libs_after - libs))
+"""
+
+
+def portaudio_scan(env: dict[str, str]) -> tuple[float, int]:
+    """MB and libraries that `import sounddevice` adds (PortAudio opens every ALSA device the
+    machine's configuration defines, loading each plugin and what it links): this part of the
+    service's memory depends on the machine's audio packages, not on pi-monitor."""
+    out = subprocess.run(
+        [sys.executable, "-c", SCAN_PROBE], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    return int(out[0]) / 1024, int(out[1])
+
+
 def wait_for_status(
     sock: socket.socket, prefix: str, timeout: float, service: subprocess.Popen
 ) -> None:
@@ -136,6 +161,7 @@ def main() -> None:
             peak_kb = status_kb(service.pid, "VmHWM")
             anon_kb, file_kb = (status_kb(service.pid, k) for k in ("RssAnon", "RssFile"))
             largest = largest_mappings(service.pid)
+            scan_mb, scan_libs = portaudio_scan(env)
             service.send_signal(signal.SIGTERM)
             service.wait(30)
             player.kill()
@@ -161,6 +187,10 @@ def main() -> None:
     print(
         f"  at end {anon_kb / 1024:.1f} MB private (RssAnon) + {file_kb / 1024:.1f} MB mapped "
         "files (libraries, shared with other processes)"
+    )
+    print(
+        f"  of which {scan_mb:.1f} MB ({scan_libs} libraries) come with PortAudio's device scan "
+        "at `import sounddevice` on this machine (measured apart)"
     )
     print("largest at end:")
     for kb, name in largest:
