@@ -397,6 +397,29 @@ def test_negative_hard_weight_one_teaches_a_non_cry_zero_whatever_the_teacher_sa
     np.testing.assert_array_equal(strict[labels != 0], blended[labels != 0])
 
 
+def test_animal_classes_can_learn_yamnets_probabilities_and_the_rest_stay_mn04s(
+    pools: tuple,
+) -> None:
+    pytest.importorskip("torch", reason="torch not installed (pip install -e .[train])")
+    from pi_monitor.classifier import sigmoid
+    from pi_monitor.training.train import (
+        ANIMAL_CLASSES,
+        YAMNET_ANIMAL_CLASSES,
+        Recipe,
+        _audioset_targets,
+    )
+
+    split, train_pool, _ = pools
+    rows = train_pool.usable(split.train)
+    mn04 = sigmoid(np.asarray(train_pool["mn04_logit"][rows], np.float32))
+    yamnet = np.asarray(train_pool["yamnet_probability"][rows], np.float32)
+    np.testing.assert_array_equal(_audioset_targets(train_pool, rows, Recipe()), mn04)
+    mixed = _audioset_targets(train_pool, rows, Recipe(animal_teacher="yamnet"))
+    np.testing.assert_array_equal(mixed[:, ANIMAL_CLASSES], yamnet[:, YAMNET_ANIMAL_CLASSES])
+    np.testing.assert_array_equal(mixed[:, : ANIMAL_CLASSES.start], mn04[:, : ANIMAL_CLASSES.start])
+    np.testing.assert_array_equal(mixed[:, ANIMAL_CLASSES.stop :], mn04[:, ANIMAL_CLASSES.stop :])
+
+
 def test_distillation_is_reproducible_and_exports_a_model_the_service_loads(
     pools: tuple, cache: AudioCache, tmp_path: Path
 ) -> None:

@@ -183,6 +183,7 @@ def _train(args: argparse.Namespace, ws: Workspace, split: Split) -> Path:
         threads=args.threads,
         negative_hard_weight=args.negative_hard_weight,
         animal_audioset_weight=args.animal_audioset_weight,
+        animal_teacher=args.animal_teacher,
     )
     later = dataclasses.replace(recipe, epochs=args.mine_epochs, lr=recipe.lr * MINE_LR)
     mining = Mining(threshold=args.mine_threshold, cries=args.mined_cries)
@@ -306,6 +307,12 @@ def main(argv: list[str] | None = None) -> int:
             ),
         ):
             p.add_argument(flag, type=kind, default=default, help=text)
+        p.add_argument(
+            "--animal-teacher",
+            choices=("mn04", "yamnet"),
+            default="mn04",
+            help="whose AudioSet probabilities the animal classes learn",
+        )
         p.add_argument("--out", type=Path, default=DEFAULT_MODEL)
         p.add_argument("--checkpoint", type=Path, default=DEFAULT_CACHE / "runs" / "cry.pt")
     sub.choices["loso"].add_argument(

@@ -37,6 +37,7 @@ from pi_monitor.training.model import CryNet, macs
 from pi_monitor.training.pool import Pool
 
 ANIMAL_CLASSES = slice(72, 137)  # mn04's AudioSet classes "Animal" to "Whale vocalization"
+YAMNET_ANIMAL_CLASSES = slice(67, 132)  # the same 65 classes in YAMNet's 521
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class Recipe:
     negative_hard_weight: float = 0.5
     audioset_weight: float = 1.0
     animal_audioset_weight: float = 1.0  # how many times the animal classes count in that loss
+    animal_teacher: str = "mn04"  # whose probabilities the animal classes learn (or "yamnet")
     family_weights: tuple[tuple[str, float], ...] = (("animals", 3.0),)
     gain_db: float = 10.0
     spec_mask: float = 0.5
@@ -83,6 +85,15 @@ def _targets(pool: Pool, rows: np.ndarray, teacher: CryTeacher, recipe: Recipe) 
     labels = np.asarray(pool["label"][rows], np.float64)
     weight = np.where(labels > 0, recipe.hard_weight, recipe.negative_hard_weight)
     return np.where(labels >= 0, weight * labels + (1 - weight) * soft, soft).astype(np.float32)
+
+
+def _audioset_targets(pool: Pool, rows: np.ndarray, recipe: Recipe) -> np.ndarray:
+    """mn04's AudioSet probabilities; the animal classes YAMNet's where the recipe says so
+    (YAMNet hears a cat in most windows where the student false-alarms; mn04 rarely does)."""
+    targets = sigmoid(np.asarray(pool["mn04_logit"][rows], np.float32))
+    if recipe.animal_teacher == "yamnet":
+        targets[:, ANIMAL_CLASSES] = pool["yamnet_probability"][rows][:, YAMNET_ANIMAL_CLASSES]
+    return targets
 
 
 def _augment(rng: np.random.Generator, feats: np.ndarray, recipe: Recipe) -> np.ndarray:
@@ -165,7 +176,7 @@ def train(
         pick = np.sort(order[(step - 1) * recipe.batch : step * recipe.batch])
         r = rows[pick]
         x = _augment(rng, np.asarray(pool["features"][r], np.float32), recipe)
-        audioset = sigmoid(np.asarray(pool["mn04_logit"][r], np.float32))
+        audioset = _audioset_targets(pool, r, recipe)
         model.train()
         cry, classes = model.both(torch.from_numpy(x))
         weight = torch.from_numpy(weights[pick])
