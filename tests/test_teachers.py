@@ -187,10 +187,8 @@ def test_the_animal_classes_weighted_in_training_run_from_animal_to_whale_vocali
 def test_yamnet_animal_classes_are_the_same_audioset_classes_as_mn04s(teachers) -> None:
     from pi_monitor.training.train import ANIMAL_CLASSES, YAMNET_ANIMAL_CLASSES
 
-    assert (
-        teachers.yamnet.class_names[YAMNET_ANIMAL_CLASSES]
-        == (teachers.mn04.class_names[ANIMAL_CLASSES])
-    )
+    yamnet = teachers.yamnet.class_names[YAMNET_ANIMAL_CLASSES]
+    assert yamnet == teachers.mn04.class_names[ANIMAL_CLASSES]
 
 
 def test_examples_of_another_length_are_refused_with_the_shape_expected(teachers) -> None:

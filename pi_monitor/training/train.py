@@ -21,6 +21,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -52,7 +53,7 @@ class Recipe:
     negative_hard_weight: float = 0.5
     audioset_weight: float = 1.0
     animal_audioset_weight: float = 1.0  # how many times the animal classes count in that loss
-    animal_teacher: str = "mn04"  # whose probabilities the animal classes learn (or "yamnet")
+    animal_teacher: Literal["mn04", "yamnet"] = "mn04"  # whose the animal classes learn
     family_weights: tuple[tuple[str, float], ...] = (("animals", 3.0),)
     gain_db: float = 10.0
     spec_mask: float = 0.5
