@@ -420,6 +420,20 @@ def test_animal_classes_can_learn_yamnets_probabilities_and_the_rest_stay_mn04s(
     np.testing.assert_array_equal(mixed[:, ANIMAL_CLASSES.stop :], mn04[:, ANIMAL_CLASSES.stop :])
 
 
+def test_band_shift_moves_each_window_whole_within_its_limit_and_repeats_the_edge_band() -> None:
+    pytest.importorskip("torch", reason="torch not installed (pip install -e .[train])")
+    from pi_monitor.training.train import _shift_bands
+
+    bands = np.arange(64, dtype=np.float32)
+    feats = np.tile(bands, (200, 101, 1))
+    out = _shift_bands(np.random.default_rng(0), feats, 2)
+    shifts = 32 - out[:, 0, 32]
+    assert set(shifts.tolist()) == {-2.0, -1.0, 0.0, 1.0, 2.0}
+    for window, shift in zip(out, shifts.astype(int), strict=True):
+        expected = np.clip(bands - shift, 0, 63)
+        np.testing.assert_array_equal(window, np.broadcast_to(expected, window.shape))
+
+
 def test_distillation_is_reproducible_and_exports_a_model_the_service_loads(
     pools: tuple, cache: AudioCache, tmp_path: Path
 ) -> None:

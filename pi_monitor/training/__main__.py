@@ -184,6 +184,7 @@ def _train(args: argparse.Namespace, ws: Workspace, split: Split) -> Path:
         negative_hard_weight=args.negative_hard_weight,
         animal_audioset_weight=args.animal_audioset_weight,
         animal_teacher=args.animal_teacher,
+        mel_shift=args.mel_shift,
     )
     later = dataclasses.replace(recipe, epochs=args.mine_epochs, lr=recipe.lr * MINE_LR)
     mining = Mining(threshold=args.mine_threshold, cries=args.mined_cries)
@@ -291,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
                 1.0,
                 "the AudioSet animal classes count this many times in the auxiliary loss",
             ),
+            ("--mel-shift", int, 0, "move each training window up to this many mel bands"),
             ("--mined-cries", int, 1, "cries mixed over each mined window"),
             (
                 "--mine-threshold",

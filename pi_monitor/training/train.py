@@ -57,6 +57,7 @@ class Recipe:
     family_weights: tuple[tuple[str, float], ...] = (("animals", 3.0),)
     gain_db: float = 10.0
     spec_mask: float = 0.5
+    mel_shift: int = 0  # each window's mel bands move up or down by up to this many
     val_every: int = 400
     threshold_quantile: float = THRESHOLD_QUANTILE
     widths: tuple[int, ...] = (16, 32, 32, 64, 64, 96, 96)
@@ -98,12 +99,24 @@ def _audioset_targets(pool: Pool, rows: np.ndarray, recipe: Recipe) -> np.ndarra
 
 
 def _augment(rng: np.random.Generator, feats: np.ndarray, recipe: Recipe) -> np.ndarray:
-    """Random gain (power scales by 10^(dB/10), log-mel shifts by its log) and masks."""
+    """Random gain (power scales by 10^(dB/10): the log-mel shifts by its log), band shifts,
+    masks."""
     gain = rng.uniform(-recipe.gain_db, recipe.gain_db, (len(feats), 1, 1)) * np.log(10) / 10
     feats = feats + gain.astype(np.float32)
+    if recipe.mel_shift:
+        feats = _shift_bands(rng, feats, recipe.mel_shift)
     for i in np.flatnonzero(rng.random(len(feats)) < recipe.spec_mask):
         _mask(rng, feats[i])
     return feats
+
+
+def _shift_bands(rng: np.random.Generator, feats: np.ndarray, most: int) -> np.ndarray:
+    """Move each window's spectrum up or down a few mel bands, the edge band repeated: a pitch
+    change for the cats and babies the pool holds, so the student cannot learn them by pitch."""
+    bands = feats.shape[2]
+    shift = rng.integers(-most, most + 1, (len(feats), 1, 1))
+    index = np.clip(np.arange(bands) - shift, 0, bands - 1)
+    return np.take_along_axis(feats, np.broadcast_to(index, feats.shape), axis=2)
 
 
 def _mask(rng: np.random.Generator, frames: np.ndarray) -> None:
