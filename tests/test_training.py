@@ -397,6 +397,31 @@ def test_negative_hard_weight_one_teaches_a_non_cry_zero_whatever_the_teacher_sa
     np.testing.assert_array_equal(strict[labels != 0], blended[labels != 0])
 
 
+def test_an_animal_negative_weight_teaches_zero_only_where_a_non_cry_holds_an_animal(
+    pools: tuple,
+) -> None:
+    pytest.importorskip("torch", reason="torch not installed (pip install -e .[train])")
+    from pi_monitor.training.heads import fit_cry_teacher
+    from pi_monitor.training.train import Recipe, _targets
+
+    split, train_pool, val_pool = pools
+    rows = train_pool.usable(split.train)
+    teacher = fit_cry_teacher(train_pool, rows, val_pool, val_pool.usable(split.val))
+    recipe = Recipe(family_negative_weights=(("animals", 1.0),))
+    per_row = train_pool.weights(
+        rows, split.train, dict(recipe.family_negative_weights), recipe.negative_hard_weight
+    )
+    animal = per_row == 1.0
+    labels = np.asarray(train_pool["label"][rows])
+    assert (animal & (labels == 0)).any() and (~animal & (labels == 0)).any()
+    blended = _targets(train_pool, rows, teacher, Recipe())
+    targets = _targets(train_pool, rows, teacher, recipe, per_row)
+    assert np.all(targets[animal & (labels == 0)] == 0)
+    np.testing.assert_array_equal(
+        targets[~animal | (labels != 0)], blended[~animal | (labels != 0)]
+    )
+
+
 def test_animal_classes_can_learn_yamnets_probabilities_and_the_rest_stay_mn04s(
     pools: tuple,
 ) -> None:

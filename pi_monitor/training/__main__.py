@@ -185,6 +185,11 @@ def _train(args: argparse.Namespace, ws: Workspace, split: Split) -> Path:
         animal_audioset_weight=args.animal_audioset_weight,
         animal_teacher=args.animal_teacher,
         mel_shift=args.mel_shift,
+        family_negative_weights=(
+            ()
+            if args.animal_negative_hard_weight is None
+            else (("animals", args.animal_negative_hard_weight),)
+        ),
     )
     later = dataclasses.replace(recipe, epochs=args.mine_epochs, lr=recipe.lr * MINE_LR)
     mining = Mining(threshold=args.mine_threshold, cries=args.mined_cries)
@@ -193,9 +198,12 @@ def _train(args: argparse.Namespace, ws: Workspace, split: Split) -> Path:
     def fit(pool: Pool, recipe: Recipe, start: CryNet | None = None) -> Trained:
         rows = pool.usable(split.train)
         weights = pool.weights(rows, ws.clips, dict(recipe.family_weights))
+        negatives = pool.weights(
+            rows, ws.clips, dict(recipe.family_negative_weights), recipe.negative_hard_weight
+        )
         return train(
             pool, rows, weights, val_pool, val_pool.usable(split.val), teacher, split.val,
-            ws.cache, split.name, recipe, start=start,
+            ws.cache, split.name, recipe, start=start, negative_weights=negatives,
         )  # fmt: skip
 
     def kept(name: str) -> Path:
@@ -293,6 +301,12 @@ def main(argv: list[str] | None = None) -> int:
                 "the AudioSet animal classes count this many times in the auxiliary loss",
             ),
             ("--mel-shift", int, 0, "move each training window up to this many mel bands"),
+            (
+                "--animal-negative-hard-weight",
+                float,
+                None,
+                "like --negative-hard-weight, for non-cries holding an animal clip",
+            ),
             ("--mined-cries", int, 1, "cries mixed over each mined window"),
             (
                 "--mine-threshold",

@@ -110,13 +110,17 @@ class Pool:
         return np.flatnonzero(~np.isin(self["parts"], banned).any(axis=1))
 
     def weights(
-        self, rows: np.ndarray, clips: Sequence[Clip], by_family: Mapping[str, float]
+        self,
+        rows: np.ndarray,
+        clips: Sequence[Clip],
+        by_family: Mapping[str, float],
+        default: float = 1.0,
     ) -> np.ndarray:
-        """Each row's loss weight: the largest of its clips' family weights (1 for the rest), so
-        a family the student finds hard (cats meowing like babies) counts for more."""
+        """Each row's weight: the largest of its clips' family weights (`default` for the rest),
+        so a family the student finds hard (cats meowing like babies) counts for more."""
         family = {str(c.file): c.family for c in clips}
-        per_clip = [by_family.get(family.get(f, ""), 1.0) for f in self.clip_files]
-        table = np.array([*per_clip, 1.0], np.float32)  # parts == -1 picks the trailing 1
+        per_clip = [by_family.get(family.get(f, ""), default) for f in self.clip_files]
+        table = np.array([*per_clip, default], np.float32)  # parts == -1 picks the last
         return table[self["parts"][rows]].max(axis=1)
 
 

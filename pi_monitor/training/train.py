@@ -55,6 +55,8 @@ class Recipe:
     animal_audioset_weight: float = 1.0  # how many times the animal classes count in that loss
     animal_teacher: Literal["mn04", "yamnet"] = "mn04"  # whose the animal classes learn
     family_weights: tuple[tuple[str, float], ...] = (("animals", 3.0),)
+    # a labelled non-cry's hard weight per family, where above negative_hard_weight
+    family_negative_weights: tuple[tuple[str, float], ...] = ()
     gain_db: float = 10.0
     spec_mask: float = 0.5
     mel_shift: int = 0  # each window's mel bands move up or down by up to this many
@@ -82,10 +84,20 @@ class Trained:
     seconds: float
 
 
-def _targets(pool: Pool, rows: np.ndarray, teacher: CryTeacher, recipe: Recipe) -> np.ndarray:
+def _targets(
+    pool: Pool,
+    rows: np.ndarray,
+    teacher: CryTeacher,
+    recipe: Recipe,
+    negative_weights: np.ndarray | float | None = None,
+) -> np.ndarray:
+    """Hard label and the cry teacher's probability blended; a labelled non-cry's share of hard
+    label is `negative_weights` per row where given (by family), else the recipe's."""
     soft = sigmoid(teacher_logits(teacher, pool, rows))
     labels = np.asarray(pool["label"][rows], np.float64)
-    weight = np.where(labels > 0, recipe.hard_weight, recipe.negative_hard_weight)
+    if negative_weights is None:
+        negative_weights = recipe.negative_hard_weight
+    weight = np.where(labels > 0, recipe.hard_weight, negative_weights)
     return np.where(labels >= 0, weight * labels + (1 - weight) * soft, soft).astype(np.float32)
 
 
@@ -157,14 +169,16 @@ def train(
     recipe: Recipe = Recipe(),
     progress: bool = True,
     start: CryNet | None = None,
+    negative_weights: np.ndarray | None = None,
 ) -> Trained:
     """Train on pool `rows` (each row's cry loss times `weights`) with `teacher`'s targets;
-    validate on `val_rows` and `val_clips`. From `start` (its temperature reset), if given."""
+    validate on `val_rows` and `val_clips`. From `start` (its temperature reset), if given;
+    `negative_weights`: each row's hard weight if labelled non-cry (see `_targets`)."""
     started = time.process_time()
     torch.manual_seed(recipe.seed)
     torch.set_num_threads(recipe.threads)
     rng = np.random.default_rng(recipe.seed)
-    targets = _targets(pool, rows, teacher, recipe)
+    targets = _targets(pool, rows, teacher, recipe, negative_weights)
     known = val_rows[val_pool["label"][val_rows] >= 0]
     val_x = np.asarray(val_pool["features"][known], np.float32)
     val_y = np.asarray(val_pool["label"][known], np.float64)
