@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -37,6 +38,9 @@ from pi_monitor.training.examples import (
     Mixing,
     window_samples,
 )
+
+if TYPE_CHECKING:
+    from pi_monitor.training.heads import CryTeacher
 
 TEACHERS = Path(__file__).resolve().parents[2] / "shared" / "teachers"
 
@@ -101,6 +105,16 @@ def pools(tiny_corpus: Path, cache: AudioCache, teachers: Path, tmp_path_factory
     train = build(split.train, cache, PoolSpec(512, 0), folder / "t", teachers, 0, False)
     val = build(split.val, cache, PoolSpec(256, 1), folder / "v", teachers, 0, False)
     return split, train, val
+
+
+@pytest.fixture(scope="module")
+def cry_teacher(pools: tuple) -> CryTeacher:
+    """The cry teacher fitted on the training pool, as `train` fits it."""
+    from pi_monitor.training.heads import fit_cry_teacher
+
+    split, train_pool, val_pool = pools
+    rows = train_pool.usable(split.train)
+    return fit_cry_teacher(train_pool, rows, val_pool, val_pool.usable(split.val))
 
 
 def test_group_split_never_puts_a_group_on_two_sides(tiny_corpus: Path) -> None:
@@ -375,38 +389,33 @@ def test_a_heavily_penalised_head_keeps_the_teachers_own_judgement() -> None:
 
 
 def test_negative_hard_weight_one_teaches_a_non_cry_zero_whatever_the_teacher_says(
-    pools: tuple,
+    pools: tuple, cry_teacher: CryTeacher
 ) -> None:
-    pytest.importorskip("torch", reason="torch not installed (pip install -e .[train])")
     from pi_monitor.classifier import sigmoid
-    from pi_monitor.training.heads import fit_cry_teacher, teacher_logits
+    from pi_monitor.training.heads import teacher_logits
     from pi_monitor.training.train import Recipe, _targets
 
-    split, train_pool, val_pool = pools
+    split, train_pool, _ = pools
     rows = train_pool.usable(split.train)
-    teacher = fit_cry_teacher(train_pool, rows, val_pool, val_pool.usable(split.val))
-    soft = sigmoid(teacher_logits(teacher, train_pool, rows))
+    soft = sigmoid(teacher_logits(cry_teacher, train_pool, rows))
     labels = np.asarray(train_pool["label"][rows])
     assert soft[labels == 0].max() > 0.01, "the teacher has doubts about some non-cries"
-    blended = _targets(train_pool, rows, teacher, Recipe())
+    blended = _targets(train_pool, rows, cry_teacher, Recipe())
     np.testing.assert_allclose(blended[labels == 0], 0.5 * soft[labels == 0], rtol=1e-6)
     np.testing.assert_allclose(blended[labels == 1], 0.5 + 0.5 * soft[labels == 1], rtol=1e-6)
     np.testing.assert_allclose(blended[labels < 0], soft[labels < 0], rtol=1e-6)
-    strict = _targets(train_pool, rows, teacher, Recipe(negative_hard_weight=1.0))
+    strict = _targets(train_pool, rows, cry_teacher, Recipe(negative_hard_weight=1.0))
     assert np.all(strict[labels == 0] == 0)
     np.testing.assert_array_equal(strict[labels != 0], blended[labels != 0])
 
 
 def test_an_animal_negative_weight_teaches_zero_only_where_a_non_cry_holds_an_animal(
-    pools: tuple,
+    pools: tuple, cry_teacher: CryTeacher
 ) -> None:
-    pytest.importorskip("torch", reason="torch not installed (pip install -e .[train])")
-    from pi_monitor.training.heads import fit_cry_teacher
     from pi_monitor.training.train import Recipe, _targets
 
-    split, train_pool, val_pool = pools
+    split, train_pool, _ = pools
     rows = train_pool.usable(split.train)
-    teacher = fit_cry_teacher(train_pool, rows, val_pool, val_pool.usable(split.val))
     recipe = Recipe(family_negative_weights=(("animals", 1.0),))
     per_row = train_pool.weights(
         rows, split.train, dict(recipe.family_negative_weights), recipe.negative_hard_weight
@@ -414,8 +423,8 @@ def test_an_animal_negative_weight_teaches_zero_only_where_a_non_cry_holds_an_an
     animal = per_row == 1.0
     labels = np.asarray(train_pool["label"][rows])
     assert (animal & (labels == 0)).any() and (~animal & (labels == 0)).any()
-    blended = _targets(train_pool, rows, teacher, Recipe())
-    targets = _targets(train_pool, rows, teacher, recipe, per_row)
+    blended = _targets(train_pool, rows, cry_teacher, Recipe())
+    targets = _targets(train_pool, rows, cry_teacher, recipe, per_row)
     assert np.all(targets[animal & (labels == 0)] == 0)
     np.testing.assert_array_equal(
         targets[~animal | (labels != 0)], blended[~animal | (labels != 0)]
@@ -460,18 +469,16 @@ def test_band_shift_moves_each_window_whole_within_its_limit_and_repeats_the_edg
 
 
 def test_distillation_is_reproducible_and_exports_a_model_the_service_loads(
-    pools: tuple, cache: AudioCache, tmp_path: Path
+    pools: tuple, cry_teacher: CryTeacher, cache: AudioCache, tmp_path: Path
 ) -> None:
     from pi_monitor.classifier import CryClassifier
     from pi_monitor.training.export import export
-    from pi_monitor.training.heads import fit_cry_teacher
     from pi_monitor.training.train import Recipe, train
 
     from model_cost import model_cost
 
     split, train_pool, val_pool = pools
     rows, val_rows = train_pool.usable(split.train), val_pool.usable(split.val)
-    teacher = fit_cry_teacher(train_pool, rows, val_pool, val_rows)
     recipe = Recipe(epochs=0.05, batch=8, val_every=2, threads=1)
     models = []
     for name in ("a", "b"):
@@ -481,7 +488,7 @@ def test_distillation_is_reproducible_and_exports_a_model_the_service_loads(
             train_pool.weights(rows, split.train, dict(recipe.family_weights)),
             val_pool,
             val_rows,
-            teacher,
+            cry_teacher,
             split.val,
             cache,
             split.name,
