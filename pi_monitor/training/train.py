@@ -111,8 +111,8 @@ def _audioset_targets(pool: Pool, rows: np.ndarray, recipe: Recipe) -> np.ndarra
 
 
 def _augment(rng: np.random.Generator, feats: np.ndarray, recipe: Recipe) -> np.ndarray:
-    """Random gain (power scales by 10^(dB/10): the log-mel shifts by its log), band shifts,
-    masks."""
+    """Random gain (power scales by 10^(dB/10), so the log-mel shifts by its log), mel-band
+    shifts where the recipe asks for them, and masks."""
     gain = rng.uniform(-recipe.gain_db, recipe.gain_db, (len(feats), 1, 1)) * np.log(10) / 10
     feats = feats + gain.astype(np.float32)
     if recipe.mel_shift:
