@@ -557,9 +557,11 @@ def test_cli_trains_evaluates_and_tabulates_on_a_corpus_folder(
         == 2 * sum(not cry for _, _, cry in mined["windows"]) / mined["mining"]["negatives"]
     )
     first = stages[0].stat().st_mtime_ns
-    assert main([*train, "--train-seed", "1"]) == 0  # same split, so the same files; stage 1 anew
+    narrow = ["--train-seed", "1", "--widths", "8,8,16,16,16,16,16"]
+    assert main([*train, *narrow]) == 0  # same split, so the same files; stage 1 anew
     assert stages[0].stat().st_mtime_ns != first
-    assert load_checkpoint(tmp_path / "m.pt").recipe.seed == 1
+    recipe = load_checkpoint(tmp_path / "m.pt").recipe
+    assert (recipe.seed, recipe.widths) == (1, (8, 8, 16, 16, 16, 16, 16))
     report = tmp_path / "r.json"
     evaluate = ["evaluate", *common, "--model", str(model)]
     assert main([*evaluate, "--with-teachers", "--report", str(report)]) == 0
@@ -581,6 +583,14 @@ def test_cli_names_a_missing_corpus(tmp_path: Path, capsys: pytest.CaptureFixtur
 
     assert main(["evaluate", "--corpus", str(tmp_path / "none"), "--no-transfer"]) == 2
     assert "manifest.csv" in capsys.readouterr().err
+
+
+def test_cli_refuses_widths_that_are_not_integers(capsys: pytest.CaptureFixture) -> None:
+    from pi_monitor.training.__main__ import main
+
+    with pytest.raises(SystemExit):
+        main(["train", "--widths", "16,wide"])
+    assert "'16,wide' is not comma-separated integers" in capsys.readouterr().err
 
 
 def test_long_noise_uses_an_fft_length_with_only_small_prime_factors() -> None:

@@ -68,6 +68,14 @@ def _split(args: argparse.Namespace, clips: list[Clip]) -> Split:
     return permissive_only(split) if args.permissive else split
 
 
+def _widths(text: str) -> tuple[int, ...]:
+    """`--widths 20,40,40,80,80,128,128`: one channel count per convolution layer."""
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not comma-separated integers") from None
+
+
 def _run_name(split: Split) -> str:
     return split.name.replace("/", "_").replace(":", "-").replace("+", "-")
 
@@ -185,6 +193,7 @@ def _train(args: argparse.Namespace, ws: Workspace, split: Split) -> Path:
         animal_audioset_weight=args.animal_audioset_weight,
         animal_teacher=args.animal_teacher,
         mel_shift=args.mel_shift,
+        widths=args.widths or Recipe.widths,
         family_negative_weights=(
             ()
             if args.animal_negative_hard_weight is None
@@ -308,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
                 "like --negative-hard-weight, for non-cries holding an animal clip",
             ),
             ("--mined-cries", int, 1, "cries mixed over each mined window"),
+            ("--widths", _widths, None, "channels per convolution layer, comma-separated"),
             (
                 "--mine-threshold",
                 float,
