@@ -153,6 +153,25 @@ def test_live_service_events_match_a_replay_of_the_played_file(
     assert written and not [n for n in written if n.endswith((".wav", ".flac", ".raw"))], written
 
 
+def test_a_service_without_tls_never_loads_openssl(
+    pulse: PulseServer, tmp_path: Path, test_model: Path
+) -> None:
+    notify = NotifyListener(tmp_path / "notify.sock")
+    service = run_service(pulse, write_config(tmp_path, test_model), notify, subprocess.PIPE)
+    try:
+        notify.wait_for("STATUS=listening", timeout=60)
+        maps = Path(f"/proc/{service.pid}/maps").read_text()
+        service.send_signal(signal.SIGTERM)
+        stdout, _ = service.communicate(timeout=30)
+    finally:
+        if service.poll() is None:
+            service.kill()
+    assert service.returncode == 0, stdout
+    assert "onnxruntime" in maps  # the maps are a listening service's
+    loaded = [name for name in ("libssl", "libcrypto", "/_ssl.", "/_hashlib.") if name in maps]
+    assert loaded == [], loaded
+
+
 def cry_clip(fixtures_dir: Path, path: Path) -> Path:
     """The fixture's cry with 1 s of quiet before and its 4 s after (the bout ends in them)."""
     x, rate = sf.read(fixtures_dir / "cry_like_16k.wav", dtype="float32")
