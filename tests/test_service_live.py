@@ -103,6 +103,14 @@ def run_service(
     )
 
 
+def stop(service: subprocess.Popen[str]) -> str:
+    """SIGTERM, as systemd stops it; the service's output, once it has exited cleanly."""
+    service.send_signal(signal.SIGTERM)
+    stdout, _ = service.communicate(timeout=30)
+    assert service.returncode == 0, stdout
+    return stdout
+
+
 def service_events(stdout: str) -> list[dict]:
     return [
         json.loads(line.split(" event ", 1)[1])
@@ -132,12 +140,10 @@ def test_live_service_events_match_a_replay_of_the_played_file(
         played_at = time.time()
         assert pulse.play(wav).wait(60) == 0
         time.sleep(1.0)
-        service.send_signal(signal.SIGTERM)
-        stdout, _ = service.communicate(timeout=30)
+        stdout = stop(service)
     finally:
         if service.poll() is None:
             service.kill()
-    assert service.returncode == 0, stdout
     notify.wait_for("STOPPING=1", timeout=1)
 
     live = [e for e in service_events(stdout) if e["type"] in ("cry_onset", "cry_end")]
@@ -161,12 +167,10 @@ def test_a_service_without_tls_never_loads_openssl(
     try:
         notify.wait_for("STATUS=listening", timeout=60)
         maps = Path(f"/proc/{service.pid}/maps").read_text()
-        service.send_signal(signal.SIGTERM)
-        stdout, _ = service.communicate(timeout=30)
+        stop(service)
     finally:
         if service.poll() is None:
             service.kill()
-    assert service.returncode == 0, stdout
     assert "onnxruntime" in maps  # the maps are a listening service's
     loaded = [name for name in ("libssl", "libcrypto", "/_ssl.", "/_hashlib.") if name in maps]
     assert loaded == [], loaded
