@@ -572,7 +572,11 @@ def test_cli_trains_evaluates_and_tabulates_on_a_corpus_folder(
         "mn04 class 23 as it is",
         "teacher ensemble",
     ]
-    assert main([*evaluate, "--on", "val"]) == 0
+    once, twice = tmp_path / "val1.json", tmp_path / "val2.json"
+    assert main([*evaluate, "--on", "val", "--report", str(once)]) == 0
+    assert main([*evaluate, "--on", "val", "--mixtures-per-cry", "2", "--report", str(twice)]) == 0
+    mixtures = [json.loads(r.read_text())[0]["events"]["+0 dB"]["mixtures"] for r in (once, twice)]
+    assert mixtures[0] > 0 and mixtures[1] == 2 * mixtures[0]
     assert main(["tables", str(report)]) == 0
     tables = capsys.readouterr().out
     assert "| held-out-groups | YAMNet class 20 as it is |" in tables and "per source" in tables

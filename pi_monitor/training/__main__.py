@@ -277,7 +277,7 @@ def _evaluate(
             )
     reports = []
     for scorer in scorers:
-        report = evaluate(scorer, split, ws.cache, args.seed, detector)
+        report = evaluate(scorer, split, ws.cache, args.seed, detector, args.mixtures_per_cry)
         print(format_report(report), flush=True)
         reports.append(report)
     if args.report:
@@ -356,6 +356,13 @@ def main(argv: list[str] | None = None) -> int:
     for p in (sub.choices["loso"], sub.choices["evaluate"]):
         p.add_argument("--config", type=Path, help="evaluate with this config's [detector] table")
         p.add_argument("--report", type=Path, help="also write the figures as JSON here")
+        p.add_argument(
+            "--mixtures-per-cry",
+            type=int,
+            default=1,
+            help="event test: mix each cry this many times (other beds and places); 4 halves "
+            "the onset figures' spread on validation's few cries",
+        )
         p.add_argument(
             "--with-teachers",
             action=argparse.BooleanOptionalAction,

@@ -301,11 +301,14 @@ def event_figures(
     seed: int,
     detector: DetectorSettings = DetectorSettings(),
     background: str = "all",
+    per_cry: int = 1,
 ) -> dict:
     """One cry per 30 s mixture over unseen backgrounds, at each SNR; onsets matched within 1 s.
 
     `background` 'all' draws from every test negative; a family name from that family only
-    (cries under music or singing). A seeded sample of cries keeps a fold's evaluation short."""
+    (cries under music or singing). A seeded sample of cries keeps a fold's evaluation short.
+    `per_cry` mixtures of each cry (other beds, other places) narrow the figures' spread where
+    cries are few: with validation's 92, one onset F1 has a standard error near 0.045."""
     most = MAX_MIXTURES if background == "all" else MAX_FAMILY_MIXTURES
     cries = _sample(np.random.default_rng([seed, 3]), [c for c in test if c.is_cry], most)
     negatives = [
@@ -319,7 +322,7 @@ def event_figures(
     for snr in SNRS_DB:
         rng = np.random.default_rng([seed, int(snr) + 100, BACKGROUNDS.index(background)])
         tp = fp = fn = fp_inside = 0
-        for cry in cries:
+        for cry in (c for c in cries for _ in range(per_cry)):
             x = cache.audio(cry)[: int((MIXTURE_S - 4) * sr)]
             bed = _background(rng, negatives, cache, int(MIXTURE_S * sr))
             start = int(rng.uniform(2.0, MIXTURE_S - 2.0 - len(x) / sr) * sr)
@@ -346,7 +349,7 @@ def event_figures(
             "precision": precision,
             "recall": recall,
             "f1": f1,
-            "mixtures": len(cries),
+            "mixtures": len(cries) * per_cry,
             "false_positives": fp,
             "false_positives_during_the_cry": fp_inside,
         }
@@ -481,6 +484,7 @@ def evaluate(
     cache: AudioCache,
     seed: int = 0,
     detector: DetectorSettings = DetectorSettings(),
+    mixtures_per_cry: int = 1,
 ) -> dict:
     """Every figure for one scorer and split; `detector` as in the service's [detector] table."""
     threshold = scorer.threshold(detector)
@@ -491,9 +495,9 @@ def evaluate(
         "threshold": threshold,
         "detector": dataclasses.asdict(detector),
         "clip": clips,
-        "events": event_figures(scorer, split.test, cache, seed, detector),
+        "events": event_figures(scorer, split.test, cache, seed, detector, "all", mixtures_per_cry),
         "events_by_background": {
-            b: event_figures(scorer, split.test, cache, seed, detector, b)
+            b: event_figures(scorer, split.test, cache, seed, detector, b, mixtures_per_cry)
             for b in BACKGROUNDS
             if b != "all"
         },
