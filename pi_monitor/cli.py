@@ -337,23 +337,12 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_run)
 
 
-def _without_openssl() -> None:
-    """paho imports `ssl`, and `hashlib` its OpenSSL backend, even when no TLS is used: 4.6 MB of
-    the live service's memory (bench_service.py). Marked absent before paho is imported, they
-    stay out; paho then offers no TLS and hashlib uses CPython's own hashes."""
-    for module in ("ssl", "_hashlib"):
-        sys.modules.setdefault(module, None)
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    if not settings.mqtt.tls:
-        _without_openssl()
     from pi_monitor.capture import CaptureError
     from pi_monitor.service import run_service
 
     try:
-        return run_service(settings)
+        return run_service(_settings(args))
     except CaptureError as e:
         print(f"pi-monitor: error: {e}", file=sys.stderr)
         return EXIT_FAILED

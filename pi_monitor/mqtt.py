@@ -41,6 +41,7 @@ from pi_monitor.faults import Faults
 from pi_monitor.outbox import Outbox
 from pi_monitor.repeated import RepeatedWarning
 from pi_monitor.state import MonitorState, StatePacer
+from pi_monitor.tls import mqtt_tls_context
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +68,9 @@ def new_client(s: MqttSettings) -> paho.Client:
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id(s))
     if s.username:
         client.username_pw_set(s.username, s.password or None)
-    if s.tls:  # imported only here: without TLS the service keeps OpenSSL out (cli.py)
-        from pi_monitor.tls import mqtt_tls_context
-
-        client.tls_set_context(mqtt_tls_context(s))
+    context = mqtt_tls_context(s)
+    if context is not None:
+        client.tls_set_context(context)
     return client
 
 

@@ -103,14 +103,6 @@ def run_service(
     )
 
 
-def stop(service: subprocess.Popen[str]) -> str:
-    """SIGTERM, as systemd stops it; the service's output, once it has exited cleanly."""
-    service.send_signal(signal.SIGTERM)
-    stdout, _ = service.communicate(timeout=30)
-    assert service.returncode == 0, stdout
-    return stdout
-
-
 def service_events(stdout: str) -> list[dict]:
     return [
         json.loads(line.split(" event ", 1)[1])
@@ -140,10 +132,12 @@ def test_live_service_events_match_a_replay_of_the_played_file(
         played_at = time.time()
         assert pulse.play(wav).wait(60) == 0
         time.sleep(1.0)
-        stdout = stop(service)
+        service.send_signal(signal.SIGTERM)
+        stdout, _ = service.communicate(timeout=30)
     finally:
         if service.poll() is None:
             service.kill()
+    assert service.returncode == 0, stdout
     notify.wait_for("STOPPING=1", timeout=1)
 
     live = [e for e in service_events(stdout) if e["type"] in ("cry_onset", "cry_end")]
@@ -157,23 +151,6 @@ def test_live_service_events_match_a_replay_of_the_played_file(
             assert abs(got["duration_s"] - want["duration_s"]) <= TOLERANCE_S
     written = [p.name for p in (tmp_path / "state").rglob("*") if p.is_file()]
     assert written and not [n for n in written if n.endswith((".wav", ".flac", ".raw"))], written
-
-
-def test_a_service_without_tls_never_loads_openssl(
-    pulse: PulseServer, tmp_path: Path, test_model: Path
-) -> None:
-    notify = NotifyListener(tmp_path / "notify.sock")
-    service = run_service(pulse, write_config(tmp_path, test_model), notify, subprocess.PIPE)
-    try:
-        notify.wait_for("STATUS=listening", timeout=60)
-        maps = Path(f"/proc/{service.pid}/maps").read_text()
-        stop(service)
-    finally:
-        if service.poll() is None:
-            service.kill()
-    assert "onnxruntime" in maps  # the maps are a listening service's
-    loaded = [name for name in ("libssl", "libcrypto", "/_ssl.", "/_hashlib.") if name in maps]
-    assert loaded == [], loaded
 
 
 def cry_clip(fixtures_dir: Path, path: Path) -> Path:
