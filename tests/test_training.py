@@ -589,12 +589,17 @@ def test_cli_names_a_missing_corpus(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "manifest.csv" in capsys.readouterr().err
 
 
-def test_cli_refuses_widths_that_are_not_integers(capsys: pytest.CaptureFixture) -> None:
+def test_cli_refuses_widths_and_mixture_counts_that_are_not_counts(
+    capsys: pytest.CaptureFixture,
+) -> None:
     from pi_monitor.training.__main__ import main
 
     with pytest.raises(SystemExit):
         main(["train", "--widths", "16,wide"])
     assert "'16,wide' is not comma-separated integers" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--mixtures-per-cry", "0"])
+    assert "'0' is not a whole number of at least 1" in capsys.readouterr().err
 
 
 def test_long_noise_uses_an_fft_length_with_only_small_prime_factors() -> None:

@@ -76,6 +76,13 @@ def _widths(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"{text!r} is not comma-separated integers") from None
 
 
+def _count(text: str) -> int:
+    """A whole number of at least 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
 def _run_name(split: Split) -> str:
     return split.name.replace("/", "_").replace(":", "-").replace("+", "-")
 
@@ -358,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--report", type=Path, help="also write the figures as JSON here")
         p.add_argument(
             "--mixtures-per-cry",
-            type=int,
+            type=_count,
             default=1,
             help="event test: mix each cry this many times (other beds and places); 4 halves "
             "the onset figures' spread on validation's few cries",

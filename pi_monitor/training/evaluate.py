@@ -301,13 +301,13 @@ def event_figures(
     seed: int,
     detector: DetectorSettings = DetectorSettings(),
     background: str = "all",
-    per_cry: int = 1,
+    mixtures_per_cry: int = 1,
 ) -> dict:
     """One cry per 30 s mixture over unseen backgrounds, at each SNR; onsets matched within 1 s.
 
     `background` 'all' draws from every test negative; a family name from that family only
     (cries under music or singing). A seeded sample of cries keeps a fold's evaluation short.
-    `per_cry` mixtures of each cry (other beds, other places) narrow the figures' spread where
+    `mixtures_per_cry` of each cry (other beds, other places) narrow the figures' spread where
     cries are few: with validation's 92, one onset F1 has a standard error near 0.045."""
     most = MAX_MIXTURES if background == "all" else MAX_FAMILY_MIXTURES
     cries = _sample(np.random.default_rng([seed, 3]), [c for c in test if c.is_cry], most)
@@ -322,7 +322,7 @@ def event_figures(
     for snr in SNRS_DB:
         rng = np.random.default_rng([seed, int(snr) + 100, BACKGROUNDS.index(background)])
         tp = fp = fn = fp_inside = 0
-        for cry in (c for c in cries for _ in range(per_cry)):
+        for cry in (c for c in cries for _ in range(mixtures_per_cry)):
             x = cache.audio(cry)[: int((MIXTURE_S - 4) * sr)]
             bed = _background(rng, negatives, cache, int(MIXTURE_S * sr))
             start = int(rng.uniform(2.0, MIXTURE_S - 2.0 - len(x) / sr) * sr)
@@ -349,7 +349,7 @@ def event_figures(
             "precision": precision,
             "recall": recall,
             "f1": f1,
-            "mixtures": len(cries) * per_cry,
+            "mixtures": len(cries) * mixtures_per_cry,
             "false_positives": fp,
             "false_positives_during_the_cry": fp_inside,
         }
