@@ -105,11 +105,11 @@ class Outbox:
         return [(seq, bytes(payload)) for seq, payload in rows]
 
     def ack(self, seq: int) -> None:
-        """The broker has the event: forget it (a seq dropped meanwhile is ignored)."""
+        """The broker has the event: forget it (a seq dropped meanwhile is ignored). Deleted and
+        counted under the lock `put` counts under: a put in between would see the delete twice."""
         sql = "DELETE FROM outbox WHERE seq = ?"
-        deleted = self.store.transact(lambda db: db.execute(sql, (seq,)).rowcount)
         with self._lock:
-            self._count -= deleted
+            self._count -= self.store.transact(lambda db: db.execute(sql, (seq,)).rowcount)
 
     def recover(self) -> None:
         """Now and then (the MQTT thread): write a queue kept in memory back to its file, and

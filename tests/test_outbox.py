@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from pathlib import Path
 
 from pi_monitor.faults import Faults
@@ -21,6 +22,27 @@ def test_events_come_out_in_order_with_their_seq_in_the_payload(tmp_path: Path):
     assert [(p["seq"], p["t"]) for p in payloads(box)] == [(s, float(s - 1)) for s in seqs]
     assert [s for s, _ in box.peek(3, 10)] == [4, 5]
     assert [s for s, _ in box.peek(0, 2)] == [1, 2]
+
+
+def test_an_event_put_while_another_is_acknowledged_keeps_the_count_true(tmp_path: Path):
+    """The service puts while the MQTT thread acknowledges: a put that lands between the ack's
+    delete and its count update must not see the delete twice (the count once went negative)."""
+    box = Outbox(tmp_path / "o.sqlite3", 100)
+    box.put({"type": "cry_onset"})
+    transact = box.store.transact
+    put = threading.Thread(target=box.put, args=({"type": "cry_end"},))
+
+    def delete_then_let_a_put_in(work):
+        box.store.transact = transact  # once: the put goes through the real one
+        done = transact(work)
+        put.start()
+        put.join(0.5)  # with the count guarded, the put waits for the ack to finish
+        return done
+
+    box.store.transact = delete_then_let_a_put_in
+    box.ack(1)
+    put.join(5)
+    assert len(box) == len(box.peek(0, 10)) == 1
 
 
 def test_acknowledged_events_leave_and_seq_is_never_reused_after_reopening(tmp_path: Path):
