@@ -562,6 +562,11 @@ def test_cli_trains_evaluates_and_tabulates_on_a_corpus_folder(
     assert stages[0].stat().st_mtime_ns != first
     recipe = load_checkpoint(tmp_path / "m.pt").recipe
     assert (recipe.seed, recipe.widths) == (1, (8, 8, 16, 16, 16, 16, 16))
+    assert recipe != load_checkpoint(stages[0]).recipe  # a later stage: fewer epochs, lower rate
+    first = stages[0].stat().st_mtime_ns
+    assert main([*train, *narrow, "--last-from-scratch"]) == 0  # stage 1 kept
+    assert stages[0].stat().st_mtime_ns == first
+    assert load_checkpoint(tmp_path / "m.pt").recipe == load_checkpoint(stages[0]).recipe
     report = tmp_path / "r.json"
     evaluate = ["evaluate", *common, "--model", str(model)]
     assert main([*evaluate, "--with-teachers", "--report", str(report)]) == 0

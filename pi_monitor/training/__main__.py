@@ -228,7 +228,11 @@ def _train(args: argparse.Namespace, ws: Workspace, split: Split) -> Path:
     trained: Trained | None = None
     retrained = False
     mined: tuple[Window, ...] = ()
-    for stage, stage_recipe in enumerate([recipe] + [later] * args.mine_rounds, 1):
+    stages = [recipe] + [later] * args.mine_rounds
+    if args.last_from_scratch:  # the last stage learns pool and mined windows together
+        stages[-1] = recipe
+    for stage, stage_recipe in enumerate(stages, 1):
+        fresh = args.last_from_scratch and stage == len(stages)
         if trained is not None:  # what the stage before still calls a cry
             found = kept(f"stage{stage - 1}-mined.json")
             done_mining = _read_mined(found, legacy)
@@ -242,7 +246,7 @@ def _train(args: argparse.Namespace, ws: Workspace, split: Split) -> Path:
         done = None if retrained or not path.is_file() else load_checkpoint(path)
         if done is None or done.recipe != stage_recipe or done.split != split.name:
             pool = train_pool.join(ws.hard_pool(mined)) if mined else train_pool
-            done = fit(pool, stage_recipe, start=trained.model if trained else None)
+            done = fit(pool, stage_recipe, start=trained.model if trained and not fresh else None)
             save_checkpoint(done, path)
             retrained = True
         trained = done
@@ -340,6 +344,12 @@ def main(argv: list[str] | None = None) -> int:
             ),
         ):
             p.add_argument(flag, type=kind, default=default, help=text)
+        p.add_argument(
+            "--last-from-scratch",
+            action="store_true",
+            help="train the last stage from initialisation, with the first stage's recipe, "
+            "on the pool and every mined window",
+        )
         p.add_argument(
             "--animal-teacher",
             choices=("mn04", "yamnet"),
