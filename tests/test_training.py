@@ -594,6 +594,32 @@ def test_cli_names_a_missing_corpus(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "manifest.csv" in capsys.readouterr().err
 
 
+def test_the_trade_off_curve_ranks_the_run_that_sits_above_the_line_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from pi_monitor.training.__main__ import main
+
+    def report(alarms: int, f1: float) -> list[dict]:
+        return [{"false_alarms": {"false_alarms": alarms}, "events": {"+0 dB": {"f1": f1}}}]
+
+    runs = {
+        "a": (10, 0.75),
+        "b": (14, 0.77),
+        "better": (16, 0.83),
+        "c": (18, 0.79),
+        "d": (22, 0.81),
+    }
+    for name, (alarms, f1) in runs.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(report(alarms, f1)))
+    paths = [str(tmp_path / f"{name}.json") for name in runs]
+    assert main(["curve", *paths]) == 0
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert table[1].startswith("| better | 16 | 0.830 | +0.")
+    with pytest.raises(SystemExit):
+        main(["curve", *paths[:2]])
+    assert "three reports" in capsys.readouterr().err
+
+
 def test_cli_refuses_widths_and_mixture_counts_that_are_not_counts(
     capsys: pytest.CaptureFixture,
 ) -> None:

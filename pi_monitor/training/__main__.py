@@ -1,4 +1,4 @@
-"""`python -m pi_monitor.training {train,evaluate,loso,export,tables}`: the model's life cycle.
+"""`python -m pi_monitor.training <command>`: the model's life cycle.
 
 train     builds what is missing (transfer audio, the labelled pools, the split's cry teacher),
           then distils the student and exports ONNX (held-out groups by default)
@@ -7,6 +7,7 @@ evaluate  replays the split's test clips through the service pipeline and prints
           --teachers adds the rows "YAMNet class 20 as it is", mn04's, and the teacher ensemble
 loso      train + evaluate (with the teacher rows) every leave-one-source-out fold
 tables    the model card's Markdown tables from evaluation reports (JSON)
+curve     onset F1 against false alarms over several runs' reports: the line and each run's distance
 teachers  what the AudioSet teachers (YAMNet, mn04) hear in audio files, over time
 transfer  builds the transfer audio (Debian packages, rendered lullabies) into DIR/transfer
 """
@@ -392,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=DEFAULT_MODEL)
     p = sub.add_parser("tables")
     p.add_argument("reports", type=Path, nargs="+", help="JSON written by evaluate --report")
+    p = sub.add_parser("curve")
+    p.add_argument("reports", type=Path, nargs="+", help="evaluate --report JSON, one per run")
     p = sub.add_parser("teachers")
     p.add_argument("--teachers", type=Path, default=DEFAULT_TEACHERS, help="teachers folder")
     p.add_argument("files", type=Path, nargs="+", help="audio files (any rate, mixed to mono)")
@@ -412,6 +415,14 @@ def main(argv: list[str] | None = None) -> int:
         from pi_monitor.training.evaluate import card_tables
 
         print(card_tables([r for path in args.reports for r in json.loads(path.read_text())]))
+        return 0
+    if args.command == "curve":
+        from pi_monitor.training.evaluate import trade_off
+
+        try:
+            print(trade_off({p.stem: json.loads(p.read_text())[0] for p in args.reports}))
+        except ValueError as err:
+            parser.error(str(err))
         return 0
     if args.command == "export":
         from pi_monitor.training.export import export

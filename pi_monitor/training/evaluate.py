@@ -613,3 +613,27 @@ def card_tables(reports: Sequence[dict]) -> str:
         by_source = ", ".join(f"{k} {n}" for k, n in r["false_alarms"]["by_source"].items())
         out += ["", f"False alarms by source: {by_source}"]
     return "\n".join(out)
+
+
+def trade_off(reports: dict[str, dict]) -> str:
+    """Onset F1 at 0 dB against false alarms over many runs' reports: one fitted line and each
+    run's distance from it, to tell a recipe that moves the curve from one that moves along it
+    (a distance smaller than the event test's own standard error says nothing)."""
+    if len(reports) < 3:
+        raise ValueError(
+            "a line through fewer than three runs has no spread: give three reports or more"
+        )
+    names = list(reports)
+    alarms = np.array([reports[n]["false_alarms"]["false_alarms"] for n in names], dtype=float)
+    f1 = np.array([reports[n]["events"]["+0 dB"]["f1"] for n in names])
+    slope, intercept = np.polyfit(alarms, f1, 1)
+    above = f1 - (intercept + slope * alarms)
+    lines = [
+        f"onset F1 at 0 dB = {intercept:.3f} + {slope:.4f} x false alarms over {len(names)} runs; "
+        f"distance from the line: sd {above.std(ddof=2):.3f}",
+        "| run | false alarms | onset F1 0 dB | above the line |",
+        "|---|---|---|---|",
+    ]
+    for i in np.argsort(-above, kind="stable"):
+        lines.append(f"| {names[i]} | {alarms[i]:.0f} | {f1[i]:.3f} | {above[i]:+.3f} |")
+    return "\n".join(lines)
