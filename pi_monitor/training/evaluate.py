@@ -46,6 +46,11 @@ REPORT_FAMILIES = ("animals", "music", "music_box", "singing", "noise", "speech"
 BACKGROUNDS = ("all", "music", "singing")  # event mixtures: test negatives of these families
 
 
+def _snr_key(snr: float) -> str:
+    """The key of one SNR's figures in a report's events."""
+    return f"{snr:+g} dB"
+
+
 class Scorer:
     """Window scores and detector events for a stream of audio at 16 kHz."""
 
@@ -345,7 +350,7 @@ def event_figures(
         precision = tp / (tp + fp) if tp + fp else 0.0
         recall = tp / (tp + fn) if tp + fn else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        out[f"{snr:+g} dB"] = {
+        out[_snr_key(snr)] = {
             "precision": precision,
             "recall": recall,
             "f1": f1,
@@ -508,7 +513,7 @@ def evaluate(
 
 
 def _f1s(events: dict) -> str:
-    return "/".join(f"{events[f'{s:+g} dB']['f1']:.3f}" for s in SNRS_DB) if events else "n/a"
+    return "/".join(f"{events[_snr_key(s)]['f1']:.3f}" for s in SNRS_DB) if events else "n/a"
 
 
 def format_report(r: dict) -> str:
@@ -625,7 +630,7 @@ def trade_off(reports: dict[str, dict]) -> str:
         )
     names = list(reports)
     alarms = np.array([reports[n]["false_alarms"]["false_alarms"] for n in names], dtype=float)
-    f1 = np.array([reports[n]["events"]["+0 dB"]["f1"] for n in names])
+    f1 = np.array([reports[n]["events"][_snr_key(0)]["f1"] for n in names])
     slope, intercept = np.polyfit(alarms, f1, 1)
     above = f1 - (intercept + slope * alarms)
     lines = [
