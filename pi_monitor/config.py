@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime
-import importlib.resources
 import math
 import os
 import re
@@ -26,8 +25,9 @@ from pi_monitor.methods import MAX_CRYING_CAP_S, METHODS
 
 # The shipped model, unit and config template are package data, so a wheel carries them as an
 # editable checkout does; pip unpacks packages as plain files, which onnxruntime and systemd
-# need (a path, not a zip member).
-PACKAGE_DATA = Path(str(importlib.resources.files("pi_monitor")))
+# need (a path, not a zip member), so they lie beside this file (importlib.resources would say
+# the same and bring zipfile into the live service's memory).
+PACKAGE_DATA = Path(__file__).resolve().parent
 DEFAULT_MODEL = PACKAGE_DATA / "models" / "cry.onnx"
 # Where the service reads its settings (systemd's ConfigurationDirectory=pi-monitor).
 DEFAULT_CONFIG = Path("/etc/pi-monitor/config.toml")
