@@ -620,6 +620,55 @@ def test_the_trade_off_curve_ranks_the_run_that_sits_above_the_line_first(
     assert "three reports" in capsys.readouterr().err
 
 
+def _refusal(command: str, path: Path, capsys: pytest.CaptureFixture) -> str:
+    """The one error line `command` gives for the report file at `path` (exit code 2)."""
+    from pi_monitor.training.__main__ import main
+
+    with pytest.raises(SystemExit) as refused:
+        main([command, str(path)])
+    assert refused.value.code == 2
+    line = capsys.readouterr().err.splitlines()[-1]
+    assert str(path) in line and "evaluate --report FILE" in line
+    return line
+
+
+@pytest.mark.parametrize("command", ["tables", "curve"])
+def test_tables_and_curve_name_a_missing_or_unreadable_report_file(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert "No such file" in _refusal(command, tmp_path / "none.json", capsys)
+    assert "Is a directory" in _refusal(command, tmp_path, capsys)
+
+
+@pytest.mark.parametrize("command", ["tables", "curve"])
+def test_tables_and_curve_name_a_report_file_that_is_not_json(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    for content in (b"{not json", b"\xff\xfe\x00"):
+        (tmp_path / "r.json").write_bytes(content)
+        assert "not a JSON report" in _refusal(command, tmp_path / "r.json", capsys)
+
+
+@pytest.mark.parametrize("command", ["tables", "curve"])
+def test_tables_and_curve_name_a_json_file_that_is_not_report_rows(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    report = tmp_path / "r.json"
+    for rows in ({"scorer": "x"}, [], [1], [{"scorer": "x"}, "row"]):
+        report.write_text(json.dumps(rows))
+        assert "not a list of report rows" in _refusal(command, report, capsys)
+    report.write_text(json.dumps([{"scorer": "x", "events": {}}]))
+    assert "report rows lack false_alarms" in _refusal(command, report, capsys)
+
+
+def test_tables_names_the_keys_its_tables_need_that_a_curve_row_lacks(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    report = tmp_path / "r.json"
+    report.write_text(json.dumps([{"false_alarms": {"false_alarms": 3}, "events": {}}]))
+    assert "lack split, scorer, threshold, clip," in _refusal("tables", report, capsys)
+
+
 def test_cli_refuses_widths_and_mixture_counts_that_are_not_counts(
     capsys: pytest.CaptureFixture,
 ) -> None:

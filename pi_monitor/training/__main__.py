@@ -57,6 +57,7 @@ LOSO_FOLDS = (
 TRAIN_EXAMPLES = 200_000
 VAL_SHARE = 12  # the validation pool is a twelfth of the training pool's size
 MINE_LR = 1 / 3  # stage 2 starts from stage 1, at a third of its learning rate
+REPORT_FIX = "pass a report written by `python -m pi_monitor.training evaluate --report FILE`"
 
 
 def _split(args: argparse.Namespace, clips: list[Clip]) -> Split:
@@ -298,6 +299,22 @@ def _evaluate(
     return reports
 
 
+def _report_rows(parser: argparse.ArgumentParser, path: Path, keys: tuple[str, ...]) -> list[dict]:
+    """A report file's rows; a bad file is refused in one line naming it, not a traceback."""
+    try:
+        rows = json.loads(path.read_text())
+    except OSError as err:
+        parser.error(f"{path}: cannot read the report ({err.strerror}); {REPORT_FIX}")
+    except ValueError:
+        parser.error(f"{path}: not a JSON report; {REPORT_FIX}")
+    if not (isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows)):
+        parser.error(f"{path}: not a list of report rows; {REPORT_FIX}")
+    missing = [k for k in keys if any(k not in r for r in rows)]
+    if missing:
+        parser.error(f"{path}: report rows lack {', '.join(missing)}; {REPORT_FIX}")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pi_monitor.training", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -412,15 +429,16 @@ def main(argv: list[str] | None = None) -> int:
 
         return transfer(args.cache, args.seed)
     if args.command == "tables":
-        from pi_monitor.training.evaluate import card_tables
+        from pi_monitor.training.evaluate import TABLE_KEYS, card_tables
 
-        print(card_tables([r for path in args.reports for r in json.loads(path.read_text())]))
+        print(card_tables([r for p in args.reports for r in _report_rows(parser, p, TABLE_KEYS)]))
         return 0
     if args.command == "curve":
-        from pi_monitor.training.evaluate import trade_off
+        from pi_monitor.training.evaluate import CURVE_KEYS, trade_off
 
+        runs = {p.stem: _report_rows(parser, p, CURVE_KEYS)[0] for p in args.reports}
         try:
-            print(trade_off({p.stem: json.loads(p.read_text())[0] for p in args.reports}))
+            print(trade_off(runs))
         except ValueError as err:
             parser.error(str(err))
         return 0

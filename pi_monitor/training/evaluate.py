@@ -44,6 +44,18 @@ THRESHOLD_QUANTILE = 0.999
 THRESHOLD_CEILING = 0.95
 REPORT_FAMILIES = ("animals", "music", "music_box", "singing", "noise", "speech", "other")
 BACKGROUNDS = ("all", "music", "singing")  # event mixtures: test negatives of these families
+# What `trade_off` and `card_tables` read from each report row (`evaluate` writes them all).
+CURVE_KEYS = ("events", "false_alarms")
+TABLE_KEYS = (
+    *CURVE_KEYS,
+    "split",
+    "scorer",
+    "threshold",
+    "clip",
+    "events_by_background",
+    "cries_over",
+    "band_limit",
+)
 
 
 def _snr_key(snr: float) -> str:
