@@ -338,11 +338,16 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if not settings.mqtt.tls:
+        from pi_monitor import without_openssl
+
+        without_openssl.keep_out()  # before paho comes in with the service
     from pi_monitor.capture import CaptureError
     from pi_monitor.service import run_service
 
     try:
-        return run_service(_settings(args))
+        return run_service(settings)
     except CaptureError as e:
         print(f"pi-monitor: error: {e}", file=sys.stderr)
         return EXIT_FAILED

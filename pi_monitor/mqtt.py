@@ -32,6 +32,7 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
+from pi_monitor import without_openssl
 from pi_monitor.backoff import Backoff
 from pi_monitor.commands import Command, CommandError, parse_command
 from pi_monitor.config import ConfigError, MqttSettings
@@ -41,9 +42,10 @@ from pi_monitor.faults import Faults
 from pi_monitor.outbox import Outbox
 from pi_monitor.repeated import RepeatedWarning
 from pi_monitor.state import MonitorState, StatePacer
-from pi_monitor.tls import mqtt_tls_context
 
 log = logging.getLogger(__name__)
+if paho.ssl is None:  # OpenSSL kept out (`without_openssl.keep_out`): no TLS socket can exist
+    paho.ssl = without_openssl.PAHO_SSL_STAND_IN  # type: ignore[assignment]
 
 OUTBOX_FILE = "mqtt-outbox.sqlite3"
 LOOP_TIMEOUT_S = 0.2  # how often queued events are picked up: 5 wake-ups a second on a Pi
@@ -68,9 +70,10 @@ def new_client(s: MqttSettings) -> paho.Client:
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id(s))
     if s.username:
         client.username_pw_set(s.username, s.password or None)
-    context = mqtt_tls_context(s)
-    if context is not None:
-        client.tls_set_context(context)
+    if s.tls:  # only then: without TLS the service may run with OpenSSL kept out
+        from pi_monitor.tls import mqtt_tls_context
+
+        client.tls_set_context(mqtt_tls_context(s))
     return client
 
 

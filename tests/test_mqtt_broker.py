@@ -204,6 +204,66 @@ def test_killing_the_publishing_process_sets_availability_offline(broker, tmp_pa
     late.close()
 
 
+WITHOUT_OPENSSL = """
+import json, pathlib, sys, time
+from pi_monitor import without_openssl
+assert without_openssl.keep_out()
+from pi_monitor.config import MqttSettings
+from pi_monitor.mqtt import MqttPublisher
+s = MqttSettings(host=sys.argv[1], port=int(sys.argv[2]), device_id=sys.argv[3])
+p = MqttPublisher(s, pathlib.Path(sys.argv[4]))
+p.start()
+connected = p.wait_connected(10)
+for i in range(1, 301):
+    p.publish_event({"type": "cry_onset", "t": float(i), "emitted_t": i + 0.5, "score": 0.9})
+    if i % 100 == 0:
+        time.sleep(1.0)  # idle: the socket's reads now find nothing and would block
+drained = p.wait_drained(30)
+maps = pathlib.Path("/proc/self/maps").read_text()
+print(json.dumps({
+    "connected": connected, "drained": drained, "connections": p.connections,
+    "openssl_mapped": "libssl" in maps or "libcrypto" in maps,
+}))
+p.stop()
+"""
+
+
+def test_without_openssl_the_publisher_delivers_every_event_over_one_connection(broker, tmp_path):
+    """The live service keeps OpenSSL out when MQTT has no TLS (`without_openssl`); paho must
+    still read and write its socket (its `except ssl.…` clauses) without reconnecting."""
+    topics = Topics.from_settings(settings_for(broker))
+    sub = Subscriber(broker, [topics.event])
+    args = [broker.host, str(broker.port), DEVICE, str(tmp_path / "child")]
+    child = subprocess.run(
+        [sys.executable, "-c", WITHOUT_OPENSSL, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert child.returncode == 0, child.stderr[-2000:]
+    report = json.loads(child.stdout.splitlines()[-1])
+    assert report == {
+        "connected": True,
+        "drained": True,
+        "connections": 1,
+        "openssl_mapped": False,
+    }, child.stderr[-2000:]
+    assert sub.wait_for(lambda: len(sub.on(topics.event)) >= 300)
+    assert seqs_of(sub.on(topics.event)) == list(range(1, 301))
+    sub.close()
+
+
+def test_keeping_openssl_out_changes_nothing_once_it_is_loaded() -> None:
+    import ssl
+
+    from pi_monitor import without_openssl
+
+    assert without_openssl.keep_out() is False
+    assert sys.modules["ssl"] is ssl and sys.modules["_hashlib"] is not None
+    assert paho.ssl is ssl, "with OpenSSL loaded paho keeps the real module"
+
+
 MALFORMED: list[tuple[str, bytes]] = [
     ("method", b"bogus"),
     ("method", b"Graduated"),

@@ -129,6 +129,8 @@ def test_live_service_events_match_a_replay_of_the_played_file(
     try:
         notify.wait_for("READY=1", timeout=60)
         notify.wait_for("STATUS=listening", timeout=30)
+        maps = Path(f"/proc/{service.pid}/maps").read_text()
+        assert "libcrypto" not in maps, "without mqtt.tls the service keeps OpenSSL out"
         played_at = time.time()
         assert pulse.play(wav).wait(60) == 0
         time.sleep(1.0)
