@@ -8,6 +8,7 @@ steps on synthetic tones prove the plumbing, not the model.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -667,6 +668,35 @@ def test_tables_names_the_keys_its_tables_need_that_a_curve_row_lacks(
     report = tmp_path / "r.json"
     report.write_text(json.dumps([{"false_alarms": {"false_alarms": 3}, "events": {}}]))
     assert "lack split, scorer, threshold, clip," in _refusal("tables", report, capsys)
+
+
+def test_outside_figures_count_the_clips_a_scorer_calls_cry_and_blame_their_family(
+    tiny_corpus: Path, cache: AudioCache
+) -> None:
+    pytest.importorskip("torch", reason="torch not installed (pip install -e .[train])")
+    from pi_monitor.training.evaluate import TeacherRows, TeacherScorer, outside_figures
+    from pi_monitor.training.teachers import HOP_SAMPLES, WINDOW_SAMPLES
+
+    def loud_is_cry(audio: np.ndarray) -> TeacherRows:
+        starts = np.arange(0, max(1, len(audio) - WINDOW_SAMPLES + 1), HOP_SAMPLES)
+        rms = [np.sqrt(np.mean(audio[s : s + WINDOW_SAMPLES] ** 2)) for s in starts]
+        scores = np.where(np.asarray(rms) > 0.1, 0.99, 0.01)
+        return TeacherRows(starts / SR, (starts + WINDOW_SAMPLES / 2) / SR, {"yamnet": scores})
+
+    # the tiny corpus's cry-like tones play the part of sung notes: each a false alarm
+    clips = [
+        dataclasses.replace(c, label="not_cry", category="singing_unknown_sex") if c.is_cry else c
+        for c in read_manifest(tiny_corpus)
+    ]
+    report = outside_figures(TeacherScorer("yamnet", loud_is_cry, 0.5), clips, cache)
+    assert report["called_cry"] == {
+        "cat": {"clips": 4, "called_cry": 0},
+        "singing_unknown_sex": {"clips": 8, "called_cry": 8},
+        "whitenoise_appliance": {"clips": 4, "called_cry": 0},
+    }
+    assert {w["category"] for w in report["worst"][:8]} == {"singing_unknown_sex"}
+    alarms = {f: v["false_alarms"] for f, v in report["false_alarms"]["per_family"].items()}
+    assert alarms["singing"] >= 1 and alarms["animals"] == alarms["noise"] == 0  # tones merge
 
 
 def test_cli_refuses_widths_and_mixture_counts_that_are_not_counts(

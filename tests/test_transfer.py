@@ -7,6 +7,7 @@ is unpacked in the cache (`python -m pi_monitor.training transfer` puts one ther
 
 from __future__ import annotations
 
+import fnmatch
 import shutil
 import socket
 import struct
@@ -360,6 +361,24 @@ def test_build_stops_when_the_copyright_no_longer_says_the_recorded_licence(
             tmp_path / "t", tmp_path / "tools", 0, (_source(),), FakeApt(tmp_path / "tree")
         )
     assert not (tmp_path / "t" / "audio" / "debian_fake-music").exists()
+
+
+def test_the_outside_check_uses_no_training_package_and_takes_no_cry() -> None:
+    def take(spec: transfer.PackageSource, name: str) -> str | None:
+        found = (t for t in spec.takes if fnmatch.fnmatchcase(name, t.glob))
+        return next((t.category for t in found), None)
+
+    outside = {s.package: s for s in transfer.outside_catalogue()}
+    trained = {s.package for s in transfer.catalogue() if isinstance(s, transfer.PackageSource)}
+    assert not outside.keys() & trained
+    sounds = "usr/share/scratch/Media/Sounds"
+    assert take(outside["scratch"], f"{sounds}/Human/BabyCry.mp3") is None
+    assert take(outside["scratch"], f"{sounds}/Human/Scream-female.wav") == "human_sounds"
+    assert take(outside["scratch"], f"{sounds}/Animal/Kitten.wav") == "cat"
+    assert take(outside["xemacs21-basesupport"], "usr/share/xemacs21/etc/sounds/cry.wav") is None
+    stamps = "usr/share/tuxpaint/stamps/animals/mammals"
+    assert take(outside["tuxpaint-stamps-default"], f"{stamps}/dog_desc_fr.ogg") == "adult_speech"
+    assert take(outside["tuxpaint-stamps-default"], f"{stamps}/dog.ogg") == "animal_other"
 
 
 def test_dep5_licence_takes_the_last_matching_stanza() -> None:

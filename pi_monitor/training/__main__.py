@@ -4,7 +4,8 @@ train     builds what is missing (transfer audio, the labelled pools, the split'
           then distils the student and exports ONNX (held-out groups by default)
 export    re-exports a checkpoint to ONNX
 evaluate  replays the split's test clips through the service pipeline and prints the figures;
-          --teachers adds the rows "YAMNet class 20 as it is", mn04's, and the teacher ensemble
+          --with-teachers adds the rows "YAMNet class 20 as it is", mn04's, and the teacher
+          ensemble; --on outside: false alarms on Debian sounds no training source holds
 loso      train + evaluate (with the teacher rows) every leave-one-source-out fold
 tables    the model card's Markdown tables from evaluation reports (JSON)
 curve     onset F1 against false alarms over several runs' reports: the line and each run's distance
@@ -43,6 +44,7 @@ from pi_monitor.training.corpus import (
 )
 
 if TYPE_CHECKING:
+    from pi_monitor.training.evaluate import Scorer
     from pi_monitor.training.mining import Window
     from pi_monitor.training.model import CryNet
     from pi_monitor.training.pool import Pool
@@ -268,34 +270,66 @@ def _train(args: argparse.Namespace, ws: Workspace, split: Split) -> Path:
     return args.out
 
 
-def _evaluate(
-    args: argparse.Namespace, ws: Workspace, split: Split, detector: DetectorSettings
-) -> list[dict]:
+def _scorers(args: argparse.Namespace, ws: Workspace, split: Split, ensemble: bool) -> list[Scorer]:
+    """pi-monitor, and with --with-teachers YAMNet and mn04 as they are (and the ensemble),
+    each teacher at its threshold from the split's validation negatives."""
     from pi_monitor.training.evaluate import (
         StudentScorer,
         TeacherScorer,
-        evaluate,
-        format_report,
         teacher_rows,
         validation_threshold,
     )
 
-    scorers = [StudentScorer(Path(args.model))]
+    scorers: list[Scorer] = [StudentScorer(Path(args.model))]
     if args.with_teachers:
-        rows = teacher_rows(args.teachers, ws.cry_teacher(split))
-        for row in ("yamnet", "mn04", "ensemble"):
+        rows = teacher_rows(args.teachers, ws.cry_teacher(split) if ensemble else None)
+        for row in ("yamnet", "mn04", "ensemble") if ensemble else ("yamnet", "mn04"):
             scorer = TeacherScorer(row, rows, 0.5)
             scorers.append(
                 TeacherScorer(row, rows, validation_threshold(scorer, split.val, ws.cache))
             )
-    reports = []
-    for scorer in scorers:
-        report = evaluate(scorer, split, ws.cache, args.seed, detector, args.mixtures_per_cry)
-        print(format_report(report), flush=True)
-        reports.append(report)
+    return scorers
+
+
+def _write_report(args: argparse.Namespace, reports: list[dict]) -> None:
     if args.report:
         args.report.parent.mkdir(parents=True, exist_ok=True)
         args.report.write_text(json.dumps(reports, indent=1))
+
+
+def _evaluate(
+    args: argparse.Namespace, ws: Workspace, split: Split, detector: DetectorSettings
+) -> list[dict]:
+    from pi_monitor.training.evaluate import evaluate, format_report
+
+    reports = []
+    for scorer in _scorers(args, ws, split, ensemble=True):
+        report = evaluate(scorer, split, ws.cache, args.seed, detector, args.mixtures_per_cry)
+        print(format_report(report), flush=True)
+        reports.append(report)
+    _write_report(args, reports)
+    return reports
+
+
+def _evaluate_outside(
+    args: argparse.Namespace, ws: Workspace, split: Split, detector: DetectorSettings
+) -> list[dict]:
+    """False alarms on Debian sound libraries no training source holds. The teacher rows are
+    YAMNet and mn04 as they are: the ensemble is a training tool, and fitting it needs the pools."""
+    from pi_monitor.training import transfer
+    from pi_monitor.training.evaluate import format_outside, outside_figures
+
+    folder = args.cache / "outside"
+    sources = transfer.outside_catalogue()
+    transfer.build(folder, args.cache / "transfer-tools", args.seed, sources=sources)
+    clips = read_manifest(folder)
+    cache = AudioCache(clips, SAMPLE_RATE, args.cache)
+    reports = []
+    for scorer in _scorers(args, ws, split, ensemble=False):
+        report = outside_figures(scorer, clips, cache, args.seed, detector)
+        print(format_outside(report), flush=True)
+        reports.append(report)
+    _write_report(args, reports)
     return reports
 
 
@@ -384,9 +418,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     p.add_argument(
         "--on",
-        choices=("test", "val"),
+        choices=("test", "val", "outside"),
         default="test",
-        help="val: figures on the validation clips, for choosing a recipe without the test",
+        help="val: figures on the validation clips, for choosing a recipe without the test; "
+        "outside: false alarms on Debian sound libraries no training source holds",
     )
     for p in (sub.choices["loso"], sub.choices["evaluate"]):
         p.add_argument("--config", type=Path, help="evaluate with this config's [detector] table")
@@ -461,6 +496,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "train":
         _train(args, ws, _split(args, ws.clips))
+    elif args.command == "evaluate" and args.on == "outside":
+        try:
+            _evaluate_outside(args, ws, _split(args, ws.clips), detector)
+        except PackageError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     elif args.command == "evaluate":
         split = _split(args, ws.clips)
         if args.on == "val":

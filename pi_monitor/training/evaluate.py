@@ -524,8 +524,57 @@ def evaluate(
     }
 
 
+def outside_figures(
+    scorer: Scorer,
+    clips: Sequence[Clip],
+    cache: AudioCache,
+    seed: int = 0,
+    detector: DetectorSettings = DetectorSettings(),
+) -> dict:
+    """Sounds no training source holds (`transfer.outside_catalogue`): false alarms per hour
+    played end to end as in the test, and per category the clips that, played alone, score
+    at or above the threshold, with the worst of them by name."""
+    threshold = scorer.threshold(detector)
+    scores = {c.path: clip_score(scorer, cache.audio(c)) for c in clips}
+    by_category: dict[str, dict[str, int]] = {}
+    for c in clips:
+        counts = by_category.setdefault(c.category, {"clips": 0, "called_cry": 0})
+        counts["clips"] += 1
+        counts["called_cry"] += int(scores[c.path] >= threshold)
+    worst = sorted(clips, key=lambda c: -scores[c.path])[:10]
+    return {
+        "scorer": scorer.name,
+        "split": "outside",
+        "threshold": threshold,
+        "false_alarms": false_alarm_figures(scorer, clips, cache, seed, detector),
+        "called_cry": dict(sorted(by_category.items())),
+        "worst": [{"path": c.path, "category": c.category, "score": scores[c.path]} for c in worst],
+    }
+
+
+def format_outside(r: dict) -> str:
+    """An outside report as Markdown."""
+    return "\n".join(
+        [
+            f"## outside: {r['scorer']} (threshold {r['threshold']:.3f})",
+            _false_alarm_line(r["false_alarms"]),
+            "- clips called cry, played alone: "
+            + ", ".join(f"{k} {v['called_cry']}/{v['clips']}" for k, v in r["called_cry"].items()),
+            "- highest scores: "
+            + "; ".join(f"{Path(w['path']).name} {w['score']:.3f}" for w in r["worst"][:6]),
+        ]
+    )
+
+
 def _f1s(events: dict) -> str:
     return "/".join(f"{events[_snr_key(s)]['f1']:.3f}" for s in SNRS_DB) if events else "n/a"
+
+
+def _false_alarm_line(fa: dict) -> str:
+    return (
+        f"- false alarms: {fa['false_alarms']} in {fa['hours']:.2f} h = {fa['per_hour']:.2f}/h; "
+        "per family " + ", ".join(f"{f} {v['per_hour']:.1f}/h" for f, v in fa["per_family"].items())
+    )
 
 
 def format_report(r: dict) -> str:
@@ -541,9 +590,7 @@ def format_report(r: dict) -> str:
         + "; ".join(f"over {b} {_f1s(v)}" for b, v in r["events_by_background"].items()),
         f"- onset latency: median {e['latency_s']['median']:.2f} s, "
         f"p95 {e['latency_s']['p95']:.2f} s",
-        f"- false alarms: {fa['false_alarms']} in {fa['hours']:.2f} h = {fa['per_hour']:.2f}/h; "
-        "per family "
-        + ", ".join(f"{f} {v['per_hour']:.1f}/h" for f, v in fa["per_family"].items()),
+        _false_alarm_line(fa),
         "- cries over music/singing at 0 dB (clip): "
         + "; ".join(
             f"{f} AUC {v['auc']:.4f}, recall {v['recall_at_threshold']:.3f}, "

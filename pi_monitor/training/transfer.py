@@ -143,6 +143,7 @@ def _melodies(slot: int, generated: int, seed: int) -> tuple[Melody, ...]:
 GPL2_PLUS = r"License: GPL-2\+"
 MUSIC_MINUTES = 20.0
 SPEECH_MINUTES = 15.0
+OUTSIDE_MINUTES = 10.0  # each outside source: all its animal calls, a share of its speech
 
 
 def catalogue(seed: int = 0) -> tuple[PackageSource | RenderedSource, ...]:
@@ -286,6 +287,78 @@ def catalogue(seed: int = 0) -> tuple[PackageSource | RenderedSource, ...]:
         RenderedSource("timgm6mb", False, _melodies(1, 24, seed), 35.0),
         RenderedSource("fluidr3", True, _melodies(2, 12, seed), 15.0),
         RenderedSource("timgm6mb", True, _melodies(3, 12, seed), 15.0),
+    )
+
+
+def outside_catalogue() -> tuple[PackageSource, ...]:
+    """Debian sound libraries that no training source holds, for a false-alarm check on sounds
+    the student never heard (`evaluate --on outside`): cats and other animals, coughs, laughs
+    and screams, singing, music. Never trained on; a test keeps them out of `catalogue`."""
+    sounds = "*/scratch/Media/Sounds"
+    return (
+        PackageSource(
+            "scratch",
+            (
+                *(
+                    Take(f"{sounds}/Animal/{n}", "cat", FILE)
+                    for n in ("Cat.*", "Kitten.*", "Meow.*")
+                ),
+                Take(f"{sounds}/Animal/*", "animal_other", FILE),
+                Take(f"{sounds}/Human/F*", "sound_effects", FILE),  # finger snap, footsteps
+                *(
+                    Take(f"{sounds}/Human/{n}*", "human_sounds", FILE)  # not BabyCry: a cry
+                    for n in ("Cough", "Laugh", "PartyNoise", "Scream", "Slurp", "Sneeze")
+                ),
+                Take(f"{sounds}/Vocals/*", "singing_unknown_sex", FILE),
+                *(
+                    Take(f"{sounds}/{folder}/*", "music", FILE)
+                    for folder in ("Music Loops", "Instruments", "Percussion")
+                ),
+                *(
+                    Take(f"{sounds}/{f}/*", "sound_effects", FILE)
+                    for f in ("Effects", "Electronic")
+                ),
+            ),
+            "CC-BY-SA-3.0",
+            r"Files: Help/\* Media/\* Projects\n(?:.+\n)*?License: CC-BY-SA-3\.0\n",
+            OUTSIDE_MINUTES,
+        ),
+        PackageSource(
+            "tuxpaint-stamps-default",
+            (
+                Take("*/stamps/animals/*_desc*", "adult_speech", r"_desc_?(?P<lang>[^/.]*)\.\w+$"),
+                Take("*/stamps/animals/*", "animal_other", FILE),
+            ),
+            "GPL-2+",  # labelled GPL-2, its text says "or (at your option) any later version"
+            r"Files: \*\n(?:.+\n)*?License: GPL-2\n[\s\S]*version 2 of the License, or\s+"
+            r"\(at your option\) any later",
+            OUTSIDE_MINUTES,
+        ),
+        PackageSource(
+            "brainparty-data",
+            (Take("*/brainparty/meow.wav", "cat", FILE),),
+            "GPL-3+",
+            r"Files: \*\n(?:.+\n)*?License: GPL-3\+\n",
+            OUTSIDE_MINUTES,
+        ),
+        PackageSource(
+            "sound-icons",
+            (Take("*/gummy-cat*", "cat", FILE),),
+            "GPL-2+",
+            GPL2_PLUS,
+            OUTSIDE_MINUTES,
+        ),
+        PackageSource(
+            "xemacs21-basesupport",
+            (
+                Take("*/sounds/catmeow.wav", "cat", FILE),
+                Take("*/sounds/bark.wav", "dog", FILE),
+                Take("*/sounds/cuckoo.wav", "animal_other", FILE),
+            ),
+            "GPL",
+            r"All under the GPL\.",
+            OUTSIDE_MINUTES,
+        ),
     )
 
 
