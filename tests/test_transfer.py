@@ -379,6 +379,12 @@ def test_the_outside_check_uses_no_training_package_and_takes_no_cry() -> None:
     stamps = "usr/share/tuxpaint/stamps/animals/mammals"
     assert take(outside["tuxpaint-stamps-default"], f"{stamps}/dog_desc_fr.ogg") == "adult_speech"
     assert take(outside["tuxpaint-stamps-default"], f"{stamps}/dog.ogg") == "animal_other"
+    noises = "usr/share/qabcs/abcs/all/noises"
+    assert take(outside["qabcs-data"], f"{noises}/cat.ogg") == "cat"
+    assert take(outside["qabcs-data"], f"{noises}/lion.ogg") == "animal_other"
+    assert take(outside["qabcs-data"], f"{noises}/piano.ogg") == "music"
+    assert take(outside["qabcs-data"], f"{noises}/balloons.ogg") == "sound_effects"
+    assert take(outside["qabcs-data"], "usr/share/qabcs/abcs/en/sounds/a.ogg") is None
 
 
 def test_dep5_licence_takes_the_last_matching_stanza() -> None:

@@ -290,6 +290,27 @@ def catalogue(seed: int = 0) -> tuple[PackageSource | RenderedSource, ...]:
     )
 
 
+# qabcs-data's noises, named like its pictures; pics/animals and pics/instrument say which
+# is which (the rest are toys and things).
+QABCS_ANIMALS = (  # space-separated
+    "aesculapian_snake albatross bear bird blister_beetle booby calf cat chimpanzee "
+    "chinchilla cow crow deer dog dolphin duck eagle-owl elephant emu ferret fish flamingo "
+    "foal frog giant_panda giraffe goose grasshopper guinea_fowl hamster hedgehog heron horse "
+    "hyena iguana iora jaguar jerboa koala ladybug lion lynx moose moth mouse newt otter owl "
+    "pelican pheasant pig porcupine python quail quetzal raccoon rhinoceros rooster sheep "
+    "snail sparrow squirrel stork tiger turtle urchin vulture wallaby weevil whale wolf "
+    "wood_grouse yak zebra"
+)
+QABCS_INSTRUMENTS = (  # space-separated
+    "accordion aeoline bagpipes bass_drum cello changu clarinet cuica cymbals drums dulzaina "
+    "electric_guitar erhu flute gamba grand_piano guitar hand_organ hang harmonica harp "
+    "iotshin ipu jack jug kazoo lute maracas natural_horn ney oboe ode oedephon organ piano "
+    "pipe pishik quarter_note quena rabel ratchet recorder rozhok saxophone slit_drum sound "
+    "spoons squeezebox timpani topshuur trumpet ukulele violin washint western_concert_flute "
+    "whistle xun xylophone yangqin yobel youhikko yueqin zhaleyka zither zozulka zurna"
+)
+
+
 def outside_catalogue() -> tuple[PackageSource, ...]:
     """Debian sound libraries that no training source holds, for a false-alarm check on sounds
     the student never heard (`evaluate --on outside`): cats and other animals, coughs, laughs
@@ -332,6 +353,24 @@ def outside_catalogue() -> tuple[PackageSource, ...]:
             "GPL-2+",  # labelled GPL-2, its text says "or (at your option) any later version"
             r"Files: \*\n(?:.+\n)*?License: GPL-2\n[\s\S]*version 2 of the License, or\s+"
             r"\(at your option\) any later",
+            OUTSIDE_MINUTES,
+        ),
+        PackageSource(
+            "qabcs-data",
+            (
+                Take("*/abcs/all/noises/cat.ogg", "cat", FILE),
+                *(
+                    Take(f"*/abcs/all/noises/{n}.ogg", "animal_other", FILE)
+                    for n in QABCS_ANIMALS.split()
+                ),
+                *(
+                    Take(f"*/abcs/all/noises/{n}.ogg", "music", FILE)
+                    for n in QABCS_INSTRUMENTS.split()
+                ),
+                Take("*/abcs/all/noises/*", "sound_effects", FILE),
+            ),
+            "GPL-3+",
+            r"Files: \*\n(?:.+\n)*?License: GPL-3\+\n",
             OUTSIDE_MINUTES,
         ),
         PackageSource(
