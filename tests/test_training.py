@@ -699,6 +699,33 @@ def test_outside_figures_count_the_clips_a_scorer_calls_cry_and_blame_their_fami
     assert alarms["singing"] >= 1 and alarms["animals"] == alarms["noise"] == 0  # tones merge
 
 
+def test_export_names_a_missing_or_foreign_checkpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    pytest.importorskip("torch", reason="torch not installed (pip install -e .[train])")
+    from pi_monitor.training.__main__ import main
+
+    (tmp_path / "notes.pt").write_text("not a checkpoint\n")
+    for name, says in (("none.pt", "no checkpoint there"), ("notes.pt", "not a checkpoint")):
+        with pytest.raises(SystemExit) as refused:
+            main(["export", str(tmp_path / name), "--out", str(tmp_path / "m.onnx")])
+        assert refused.value.code == 2
+        line = capsys.readouterr().err.splitlines()[-1]
+        assert f"{tmp_path / name}: {says}" in line
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_evaluate_names_a_missing_model_before_reading_the_corpus(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from pi_monitor.training.__main__ import main
+
+    model = tmp_path / "none.onnx"
+    args = ["evaluate", "--model", str(model), "--corpus", str(tmp_path / "no-corpus")]
+    assert main(args) == 2
+    assert f"{model}: model file not found" in capsys.readouterr().err
+
+
 def test_cli_refuses_widths_and_mixture_counts_that_are_not_counts(
     capsys: pytest.CaptureFixture,
 ) -> None:

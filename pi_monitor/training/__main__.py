@@ -479,19 +479,26 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "export":
         from pi_monitor.training.export import export
-        from pi_monitor.training.train import load_checkpoint
+        from pi_monitor.training.train import CheckpointError, load_checkpoint
 
-        export(load_checkpoint(args.checkpoint), args.out)
+        try:
+            trained = load_checkpoint(args.checkpoint)
+        except CheckpointError as e:
+            parser.error(str(e))
+        export(trained, args.out)
         print(f"{args.out}: exported from {args.checkpoint}")
         return 0
+    from pi_monitor.classifier import CryClassifier, ModelError
     from pi_monitor.training.debian import PackageError
     from pi_monitor.training.lullabies import RenderError
 
     try:
+        if args.command == "evaluate":  # a wrong --model is named now, not after the corpus
+            CryClassifier(Path(args.model))
         ws = Workspace(args)
         config = getattr(args, "config", None)  # evaluate and loso only
         detector = load_settings(config).detector if config else DetectorSettings()
-    except (FileNotFoundError, ConfigError, PackageError, RenderError) as e:
+    except (FileNotFoundError, ConfigError, ModelError, PackageError, RenderError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.command == "train":

@@ -270,12 +270,24 @@ def save_checkpoint(trained: Trained, path: Path) -> None:
     )
 
 
+class CheckpointError(ValueError):
+    """A checkpoint file is missing or is not one `save_checkpoint` wrote; says which."""
+
+
 def load_checkpoint(path: Path) -> Trained:
-    saved = torch.load(path, weights_only=False)
-    fields = saved.pop("recipe")
-    fields.setdefault("negative_hard_weight", fields["hard_weight"])  # one weight served both
-    recipe = Recipe(**{**fields, "widths": tuple(fields["widths"])})
-    model = CryNet(FRONT_END.n_mels, recipe.widths, recipe.embedding)
-    model.load_state_dict(saved.pop("state"))
-    model.eval()
-    return Trained(model=model, recipe=recipe, **saved)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no checkpoint there; `train --checkpoint FILE` writes one")
+    try:
+        saved = torch.load(path, weights_only=False)
+        fields = saved.pop("recipe")
+        fields.setdefault("negative_hard_weight", fields["hard_weight"])  # one weight served both
+        recipe = Recipe(**{**fields, "widths": tuple(fields["widths"])})
+        model = CryNet(FRONT_END.n_mels, recipe.widths, recipe.embedding)
+        model.load_state_dict(saved.pop("state"))
+        model.eval()
+        return Trained(model=model, recipe=recipe, **saved)
+    except Exception as e:  # torch.load raises whatever unpickling a foreign file raises
+        raise CheckpointError(
+            f"{path}: not a checkpoint `train` wrote ({type(e).__name__}: {e}); "
+            "pass the --checkpoint file a train run saved"
+        ) from None
