@@ -385,6 +385,9 @@ def test_the_outside_check_uses_no_training_package_and_takes_no_cry() -> None:
     assert take(outside["qabcs-data"], f"{noises}/piano.ogg") == "music"
     assert take(outside["qabcs-data"], f"{noises}/balloons.ogg") == "sound_effects"
     assert take(outside["qabcs-data"], "usr/share/qabcs/abcs/en/sounds/a.ogg") is None
+    voices = "usr/share/games/hedgewars/Data/Sounds/voices"
+    assert take(outside["hedgewars-data"], f"{voices}/Singer/Hello.ogg") == "singing_unknown_sex"
+    assert take(outside["hedgewars-data"], f"{voices}/Pirate/Ow1.ogg") == "adult_speech"
 
 
 def test_dep5_licence_takes_the_last_matching_stanza() -> None:

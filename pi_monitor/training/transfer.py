@@ -46,7 +46,7 @@ BUILD_VERSION = 2  # bump when a change alters what an unchanged source produces
 AUDIO_SUFFIXES = (".ogg", ".oga", ".wav", ".flac", ".mp3", ".opus")
 COLUMNS = ("path", "label", "category", "source", "group", "license", "orig_sr", "duration_s")
 USABLE_LICENCE = re.compile(
-    r"^(GPL|LGPL|CC-BY|CC0|public-domain|free-art|MIT|Expat|BSD|Drascula-License)"
+    r"^(GPL|LGPL|GFDL|CC-BY|CC0|public-domain|free-art|MIT|Expat|BSD|Drascula-License)"
 )
 
 Fetch = Callable[[str, Path], Path]
@@ -64,6 +64,7 @@ class Take:
 
 TRACK = r"(?P<track>[^/]+)\.\w+$"
 FILE = r"(?P<file>[^/]+)\.\w+$"
+VOICE_PACK = r"voices/(?P<pack>[^/]+)/"
 
 
 @dataclass(frozen=True)
@@ -313,8 +314,9 @@ QABCS_INSTRUMENTS = (  # space-separated
 
 def outside_catalogue() -> tuple[PackageSource, ...]:
     """Debian sound libraries that no training source holds, for a false-alarm check on sounds
-    the student never heard (`evaluate --on outside`): cats and other animals, coughs, laughs
-    and screams, singing, music. Never trained on; a test keeps them out of `catalogue`."""
+    the student never heard (`evaluate --on outside`): cats and other animals, coughs, laughs,
+    screams and shouted lines, singing, music. Never trained on; a test keeps them out of
+    `catalogue`."""
     sounds = "*/scratch/Media/Sounds"
     return (
         PackageSource(
@@ -371,6 +373,16 @@ def outside_catalogue() -> tuple[PackageSource, ...]:
             ),
             "GPL-3+",
             r"Files: \*\n(?:.+\n)*?License: GPL-3\+\n",
+            OUTSIDE_MINUTES,
+        ),
+        PackageSource(
+            "hedgewars-data",
+            (
+                Take("*/voices/Singer/*", "singing_unknown_sex", VOICE_PACK),
+                Take("*/voices/*", "adult_speech", VOICE_PACK),  # lines, shouts, laughs
+            ),
+            "GFDL-1.3",
+            r"Files: share/hedgewars/Data/Sounds/\*\n(?:.+\n)*?License: GFDL-1\.3\n",
             OUTSIDE_MINUTES,
         ),
         PackageSource(
