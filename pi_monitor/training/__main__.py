@@ -320,7 +320,9 @@ def _evaluate_outside(
     from pi_monitor.training.evaluate import format_outside, outside_figures
 
     folder = args.cache / "outside"
-    sources = transfer.outside_catalogue()
+    sources = transfer.outside_sources({c.source for c in ws.clips})
+    for left in set(transfer.outside_catalogue()) - set(sources):
+        print(f"outside: {left.source} left out, the training corpus holds it", file=sys.stderr)
     transfer.build(folder, args.cache / "transfer-tools", args.seed, sources=sources)
     clips = read_manifest(folder)
     cache = AudioCache(clips, SAMPLE_RATE, args.cache)
