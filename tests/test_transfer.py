@@ -20,7 +20,7 @@ import pytest
 import soundfile
 
 from pi_monitor.training import debian, lullabies, transfer
-from pi_monitor.training.corpus import DEFAULT_CACHE, group_split, read_manifest
+from pi_monitor.training.corpus import DEFAULT_CACHE, read_manifest
 from pi_monitor.training.melodies import TRADITIONAL, Melody, chords, generate, tune
 from pi_monitor.training.midi import TICKS_PER_BEAT, Note, Part, smf
 
@@ -292,38 +292,6 @@ def test_build_writes_16k_flac_pieces_and_rows_with_the_corpus_columns(
     assert "debian:fake-music|track:long track" in groups
     assert {"debian:fake-music|spk:anna", "debian:fake-music|spk:bert"} <= groups
     assert report.skipped == {"debian:fake-music: silent piece": 1}
-
-
-def test_a_package_taken_as_one_unit_goes_to_training_whole(apt: FakeApt, tmp_path: Path) -> None:
-    """Voices of a few unnamed actors cannot be split by speaker, so they are only trained on."""
-    whole = transfer.PackageSource(
-        "fake-music", (transfer.Take("*/voices/*", "human_sounds", None),), "GPL-2+", "GPL", 10.0
-    )
-    transfer.build(tmp_path / "t", tmp_path / "tools", 0, (whole,), apt)
-    clips = read_manifest(tmp_path / "t")
-    assert len(clips) == 6 and {c.group for c in clips} == {"debian:fake-music|package"}
-    train, val, test = group_split(clips)
-    assert len(train) == 6 and not val and not test
-
-
-def test_the_training_voices_take_shouts_and_howls_but_no_weapon() -> None:
-    def take(spec: transfer.PackageSource, name: str) -> str | None:
-        found = (t for t in spec.takes if fnmatch.fnmatchcase(name, t.glob))
-        return next((t.category for t in found), None)
-
-    trained = {s.package: s for s in transfer.catalogue() if isinstance(s, transfer.PackageSource)}
-    sounds = "usr/share/games/wesnoth/1.16/data/core/sounds"
-    wesnoth = trained["wesnoth-1.16-data"]
-    assert take(wesnoth, f"{sounds}/human-female-die-1.ogg") == "human_sounds"
-    assert take(wesnoth, f"{sounds}/wail-long.wav") == "human_sounds"
-    assert take(wesnoth, f"{sounds}/wolf-die-2.ogg") == "animal_other"
-    assert take(wesnoth, f"{sounds}/sword-1.ogg") is None
-    assert take(wesnoth, "usr/share/games/wesnoth/1.16/sounds/human-die-1.ogg") is None
-    voices = "usr/share/games/warmux/sound/default/voices"
-    assert take(trained["warmux-data"], f"{voices}/injured_high1.ogg") == "human_sounds"
-    assert (
-        take(trained["warmux-data"], "usr/share/games/warmux/sound/default/weapons/x.ogg") is None
-    )
 
 
 def test_build_reuses_what_is_there_and_rebuilds_a_changed_source(

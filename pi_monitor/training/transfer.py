@@ -55,12 +55,11 @@ Fetch = Callable[[str, Path], Path]
 @dataclass(frozen=True)
 class Take:
     """Files of a package to take: a glob on the path inside it, their category, and a regex
-    whose one named group is the recording unit (`track`, `spk`, `lang`, `file`...), or None
-    where the whole package is one unit (a few unnamed actors: it goes to training whole)."""
+    whose one named group is the recording unit (`track`, `spk`, `lang`, `file`...)."""
 
     glob: str
     category: str
-    group: str | None
+    group: str
 
 
 TRACK = r"(?P<track>[^/]+)\.\w+$"
@@ -146,17 +145,6 @@ GPL2_PLUS = r"License: GPL-2\+"
 MUSIC_MINUTES = 20.0
 SPEECH_MINUTES = 15.0
 OUTSIDE_MINUTES = 10.0  # each outside source: all its animal calls, a share of its speech
-
-
-# Wesnoth's units shout, scream, groan and wail when hit or dying; its beasts howl, shriek and
-# hiss: the wailed and screamed voices and howls the student mistook for cries in the outside
-# check, from different packages. A few actors voice them all, so each package is one unit.
-WESNOTH_SOUNDS = "*/data/core/sounds"
-WESNOTH_VOICES = (  # space-separated file-name prefixes
-    "human- dwarf- elf- orc- goblin- troll- ogre- lich- mermaid- mermen- naga- zombie- "
-    "skeleton- wose- ghoul- wail groan ugg"
-)
-WESNOTH_ANIMALS = "wolf- horse- bat- gryphon- drake- tusker- yeti- hiss"
 
 
 def catalogue(seed: int = 0) -> tuple[PackageSource | RenderedSource, ...]:
@@ -295,29 +283,6 @@ def catalogue(seed: int = 0) -> tuple[PackageSource | RenderedSource, ...]:
             r"Files: src/activities/memory-sound/resource/\*_LA\.ogg",
             MUSIC_MINUTES,
             rcc_prefix="/gcompris/",
-        ),
-        PackageSource(
-            "wesnoth-1.16-data",
-            (
-                *(
-                    Take(f"{WESNOTH_SOUNDS}/{n}*", "human_sounds", None)
-                    for n in WESNOTH_VOICES.split()
-                ),
-                *(
-                    Take(f"{WESNOTH_SOUNDS}/{n}*", "animal_other", None)
-                    for n in WESNOTH_ANIMALS.split()
-                ),
-            ),
-            "GPL-2+",
-            r"General Public License version 2\s+or at your option any later version",
-            SPEECH_MINUTES,
-        ),
-        PackageSource(
-            "warmux-data",
-            (Take("*/sound/default/voices/*", "human_sounds", None),),
-            "GPL-2+",
-            r"either version 2 of the License, or\s+\(at your option\) any later version",
-            SPEECH_MINUTES,
         ),
         RenderedSource("fluidr3", False, _melodies(0, 24, seed), 35.0),
         RenderedSource("timgm6mb", False, _melodies(1, 24, seed), 35.0),
@@ -609,27 +574,20 @@ def _candidates(spec: PackageSource, root: Path, scratch: Path, report: Report) 
         if not USABLE_LICENCE.match(licence) or "NC" in licence:
             report.skip(spec.source, f"licence {licence} does not allow use")
             continue
+        unit = re.search(take.group, name)
+        if unit is None:
+            raise ValueError(f"{spec.package}: group pattern {take.group!r} does not match {name}")
+        ((kind, value),) = unit.groupdict().items()
         try:
             info = soundfile.info(file)
         except (RuntimeError, soundfile.LibsndfileError):
             report.skip(spec.source, "unreadable audio")
             continue
-        group = _group(spec, take, name)
+        group = f"{spec.source}|{kind}:{value}"
         out.append(
             Candidate(file, name, take.category, group, licence, info.samplerate, info.duration)
         )
     return out
-
-
-def _group(spec: PackageSource, take: Take, name: str) -> str:
-    """The recording unit a file belongs to, named within its source."""
-    if take.group is None:
-        return f"{spec.source}|package"
-    unit = re.search(take.group, name)
-    if unit is None:
-        raise ValueError(f"{spec.package}: group pattern {take.group!r} does not match {name}")
-    ((kind, value),) = unit.groupdict().items()
-    return f"{spec.source}|{kind}:{value}"
 
 
 def _build_package(
