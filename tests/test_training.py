@@ -9,6 +9,7 @@ steps on synthetic tones prove the plumbing, not the model.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import subprocess
 import sys
@@ -688,7 +689,7 @@ def test_outside_figures_count_the_clips_a_scorer_calls_cry_and_blame_their_fami
         dataclasses.replace(c, label="not_cry", category="singing_unknown_sex") if c.is_cry else c
         for c in read_manifest(tiny_corpus)
     ]
-    report = outside_figures(TeacherScorer("yamnet", loud_is_cry, 0.5), clips, cache)
+    report = outside_figures(TeacherScorer("yamnet", loud_is_cry, 0.5), clips, cache, plays=1)
     assert report["called_cry"] == {
         "cat": {"clips": 4, "called_cry": 0},
         "singing_unknown_sex": {"clips": 8, "called_cry": 8},
@@ -697,6 +698,34 @@ def test_outside_figures_count_the_clips_a_scorer_calls_cry_and_blame_their_fami
     assert {w["category"] for w in report["worst"][:8]} == {"singing_unknown_sex"}
     alarms = {f: v["false_alarms"] for f, v in report["false_alarms"]["per_family"].items()}
     assert alarms["singing"] >= 1 and alarms["animals"] == alarms["noise"] == 0  # tones merge
+
+
+def test_more_plays_add_orders_and_leave_the_first_play_as_it_was(
+    tiny_corpus: Path, cache: AudioCache
+) -> None:
+    """The outside check averages several orders; the first is the one a single play uses."""
+    pytest.importorskip("torch", reason="torch not installed (pip install -e .[train])")
+    from pi_monitor.training.evaluate import TeacherRows, TeacherScorer, false_alarm_figures
+    from pi_monitor.training.teachers import HOP_SAMPLES, WINDOW_SAMPLES
+
+    plays: list[str] = []  # each stream the scorer heard, by digest
+
+    def counting(audio: np.ndarray) -> TeacherRows:
+        plays.append(hashlib.sha1(audio.tobytes()).hexdigest())
+        starts = np.arange(0, max(1, len(audio) - WINDOW_SAMPLES + 1), HOP_SAMPLES)
+        mid = (starts + WINDOW_SAMPLES / 2) / SR
+        return TeacherRows(starts / SR, mid, {"yamnet": np.full(len(starts), 0.01)})
+
+    clips = [c for c in read_manifest(tiny_corpus) if not c.is_cry]
+    scorer = TeacherScorer("yamnet", counting, 0.5)
+    one = false_alarm_figures(scorer, clips, cache, seed=0)
+    first = list(plays)
+    three = false_alarm_figures(scorer, clips, cache, seed=0, plays=3)
+    assert len(first) == 2 and plays[2:4] == first and len(plays) == 2 + 6
+    assert len(set(plays[2:])) == 6  # each later play is a new order
+    assert three["hours"] == pytest.approx(3 * one["hours"]) and three["plays"] == 3
+    for family, v in three["per_family"].items():
+        assert v["hours"] == pytest.approx(3 * one["per_family"][family]["hours"])
 
 
 def test_export_names_a_missing_or_foreign_checkpoint(
