@@ -528,7 +528,7 @@ def evaluate(
 
 
 # The outside check's clips last seconds, so one order's rate swung 89-106/h for one recipe
-# (stop 32); eight orders of its 0.42 h make 6.7 h of streams, about a minute per scorer.
+# (stop 32); eight orders of its 0.42 h make 6.7 h of streams (44 s for the student, 2 cores).
 OUTSIDE_PLAYS = 8
 
 
