@@ -393,10 +393,9 @@ def test_outside_sources_leave_out_what_the_corpus_holds() -> None:
     assert {s.source for s in transfer.outside_sources({"debian:scratch"})} == every - {
         "debian:scratch"
     }
-    manifest = Path(__file__).resolve().parents[2] / "shared" / "cry-data" / "manifest.csv"
-    if not manifest.is_file():
-        pytest.skip(f"cry-data not found at {manifest.parent} (it sits beside the project)")
-    with manifest.open(newline="") as f:
+    if not CORPUS_MANIFEST.is_file():
+        pytest.skip(f"cry-data not found at {CORPUS_MANIFEST.parent} (it sits beside the project)")
+    with CORPUS_MANIFEST.open(newline="") as f:
         assert not every & {row["source"] for row in csv.DictReader(f)}
 
 
