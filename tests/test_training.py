@@ -13,6 +13,7 @@ import hashlib
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,6 +43,7 @@ from pi_monitor.training.examples import (
 )
 
 if TYPE_CHECKING:
+    from pi_monitor.training.evaluate import TeacherRows
     from pi_monitor.training.heads import CryTeacher
 
 TEACHERS = Path(__file__).resolve().parents[2] / "shared" / "teachers"
@@ -671,18 +673,24 @@ def test_tables_names_the_keys_its_tables_need_that_a_curve_row_lacks(
     assert "lack split, scorer, threshold, clip," in _refusal("tables", report, capsys)
 
 
+def _teacher_rows(audio: np.ndarray, score: Callable[[np.ndarray], float]) -> TeacherRows:
+    """A stand-in teacher's rows: `score` of each window at the teachers' window and hop."""
+    from pi_monitor.training.evaluate import TeacherRows
+    from pi_monitor.training.teachers import HOP_SAMPLES, WINDOW_SAMPLES
+
+    starts = np.arange(0, max(1, len(audio) - WINDOW_SAMPLES + 1), HOP_SAMPLES)
+    scores = np.array([score(audio[s : s + WINDOW_SAMPLES]) for s in starts])
+    return TeacherRows(starts / SR, (starts + WINDOW_SAMPLES / 2) / SR, {"yamnet": scores})
+
+
 def test_outside_figures_count_the_clips_a_scorer_calls_cry_and_blame_their_family(
     tiny_corpus: Path, cache: AudioCache
 ) -> None:
     pytest.importorskip("torch", reason="torch not installed (pip install -e .[train])")
-    from pi_monitor.training.evaluate import TeacherRows, TeacherScorer, outside_figures
-    from pi_monitor.training.teachers import HOP_SAMPLES, WINDOW_SAMPLES
+    from pi_monitor.training.evaluate import TeacherScorer, outside_figures
 
     def loud_is_cry(audio: np.ndarray) -> TeacherRows:
-        starts = np.arange(0, max(1, len(audio) - WINDOW_SAMPLES + 1), HOP_SAMPLES)
-        rms = [np.sqrt(np.mean(audio[s : s + WINDOW_SAMPLES] ** 2)) for s in starts]
-        scores = np.where(np.asarray(rms) > 0.1, 0.99, 0.01)
-        return TeacherRows(starts / SR, (starts + WINDOW_SAMPLES / 2) / SR, {"yamnet": scores})
+        return _teacher_rows(audio, lambda w: 0.99 if np.sqrt(np.mean(w**2)) > 0.1 else 0.01)
 
     # the tiny corpus's cry-like tones play the part of sung notes: each a false alarm
     clips = [
@@ -705,16 +713,13 @@ def test_more_plays_add_orders_and_leave_the_first_play_as_it_was(
 ) -> None:
     """The outside check averages several orders; the first is the one a single play uses."""
     pytest.importorskip("torch", reason="torch not installed (pip install -e .[train])")
-    from pi_monitor.training.evaluate import TeacherRows, TeacherScorer, false_alarm_figures
-    from pi_monitor.training.teachers import HOP_SAMPLES, WINDOW_SAMPLES
+    from pi_monitor.training.evaluate import TeacherScorer, false_alarm_figures
 
     plays: list[str] = []  # each stream the scorer heard, by digest
 
     def counting(audio: np.ndarray) -> TeacherRows:
         plays.append(hashlib.sha1(audio.tobytes()).hexdigest())
-        starts = np.arange(0, max(1, len(audio) - WINDOW_SAMPLES + 1), HOP_SAMPLES)
-        mid = (starts + WINDOW_SAMPLES / 2) / SR
-        return TeacherRows(starts / SR, mid, {"yamnet": np.full(len(starts), 0.01)})
+        return _teacher_rows(audio, lambda w: 0.01)
 
     clips = [c for c in read_manifest(tiny_corpus) if not c.is_cry]
     scorer = TeacherScorer("yamnet", counting, 0.5)
