@@ -56,9 +56,17 @@ def test_default_teacher_folder_is_beside_the_project() -> None:
 
 
 def test_kaldi_mel_banks_written_out_equal_the_reference_matrix(reference) -> None:
-    np.testing.assert_allclose(
-        mn04.kaldi_mel_banks().numpy(), reference["mn04_mel_banks"], atol=1e-6
-    )
+    """Within the README's 1e-4, matrix and log-mel alike: the shared matrix differs from these
+    float32 steps by up to 1.8e-5 at a few triangle edges (57 of 65,664 weights, stop 38)."""
+    ours = mn04.kaldi_mel_banks()
+    np.testing.assert_allclose(ours.numpy(), reference["mn04_mel_banks"], atol=1e-4)
+    front_end = mn04.LogMel()
+    audio = torch.from_numpy(reference["mn04_waveform_32k"])
+    with torch.inference_mode():
+        with_ours = front_end(audio)
+        front_end.mel_banks.copy_(torch.from_numpy(reference["mn04_mel_banks"]))
+        with_reference = front_end(audio)
+    np.testing.assert_allclose(with_ours.numpy(), with_reference.numpy(), atol=1e-4)
 
 
 def test_mn04_network_loads_the_weights_strictly_and_matches_the_original_code(reference) -> None:
