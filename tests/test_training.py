@@ -514,6 +514,52 @@ def test_distillation_is_reproducible_and_exports_a_model_the_service_loads(
     )
 
 
+def test_the_teacher_embedding_loss_is_zero_along_the_teacher_and_two_against_it() -> None:
+    torch = pytest.importorskip("torch", reason="torch not installed (pip install -e .[train])")
+    from pi_monitor.training.train import TEACHER_EMBEDDINGS, _embedding_loss
+
+    rng = np.random.default_rng(0)
+    pool = {
+        name: rng.random((6, d)).astype(np.float32)
+        for name, d in zip(TEACHER_EMBEDDINGS, (8, 5), strict=True)
+    }
+    centres = [pool[name].mean(axis=0) for name in TEACHER_EMBEDDINGS]
+    rows = np.arange(6)
+    along = [
+        torch.from_numpy(3 * (pool[n] - c))[:, :, None]
+        for n, c in zip(TEACHER_EMBEDDINGS, centres, strict=True)
+    ]
+    loss = _embedding_loss(along, pool, rows, centres)
+    assert loss.item() == pytest.approx(0.0, abs=1e-6)
+    against = [-h for h in along]
+    assert _embedding_loss(against, pool, rows, centres).item() == pytest.approx(2.0, abs=1e-6)
+
+
+def test_teacher_embedding_heads_train_survive_a_checkpoint_and_stay_out_of_the_export(
+    pools: tuple, cry_teacher: CryTeacher, cache: AudioCache, tmp_path: Path
+) -> None:
+    import onnx
+
+    from pi_monitor.training.export import export
+    from pi_monitor.training.train import Recipe, load_checkpoint, save_checkpoint, train
+
+    split, train_pool, val_pool = pools
+    rows, val_rows = train_pool.usable(split.train), val_pool.usable(split.val)
+    recipe = Recipe(epochs=0.05, batch=8, val_every=2, threads=1, teacher_embedding_weight=1.0)
+    trained = train(
+        train_pool, rows, train_pool.weights(rows, split.train, {}), val_pool, val_rows,
+        cry_teacher, split.val, cache, split.name, recipe, False,
+    )  # fmt: skip
+    assert [head.out_channels for head in trained.model.teachers] == [1024, 384]
+    save_checkpoint(trained, tmp_path / "te.pt")
+    loaded = load_checkpoint(tmp_path / "te.pt")
+    assert loaded.recipe == recipe
+    assert loaded.model.state_dict().keys() == trained.model.state_dict().keys()
+    export(trained, tmp_path / "te.onnx")
+    shapes = [tuple(t.dims) for t in onnx.load(tmp_path / "te.onnx").graph.initializer]
+    assert not any(1024 in shape or 384 in shape for shape in shapes), shapes
+
+
 def test_cli_trains_evaluates_and_tabulates_on_a_corpus_folder(
     tiny_corpus: Path, teachers: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

@@ -204,6 +204,7 @@ def _train(args: argparse.Namespace, ws: Workspace, split: Split) -> Path:
         animal_audioset_weight=args.animal_audioset_weight,
         animal_teacher=args.animal_teacher,
         mel_shift=args.mel_shift,
+        teacher_embedding_weight=args.teacher_embedding_weight,
         widths=args.widths or Recipe.widths,
         family_negative_weights=(
             ()
@@ -375,6 +376,12 @@ def main(argv: list[str] | None = None) -> int:
                 "the AudioSet animal classes count this many times in the auxiliary loss",
             ),
             ("--mel-shift", int, 0, "move each training window up to this many mel bands"),
+            (
+                "--teacher-embedding-weight",
+                float,
+                0.0,
+                "weight of heads that learn the teachers' embeddings (1 - cosine); 0: none",
+            ),
             (
                 "--animal-negative-hard-weight",
                 float,

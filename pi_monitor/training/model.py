@@ -10,7 +10,9 @@ band is part of what makes it a cry.
 
 During training a second head predicts the AudioSet teacher's 527 class probabilities from the
 same embedding: it makes the student tell songs, meows and music boxes apart as the teacher
-does. Only the cry logit is exported.
+does. Where the recipe asks, one more 1x1 head per teacher learns to point the way that
+teacher's embedding points, so the student inherits the teachers' whole geometry, not only 527
+mostly-zero probabilities. Only the cry logit is exported.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class CryNet(nn.Module):
         n_mels: int,
         widths: tuple[int, ...] = (16, 32, 32, 64, 64, 96, 96),
         embedding: int = 128,
+        teacher_embeddings: tuple[int, ...] = (),
     ) -> None:
         super().__init__()
         if len(widths) != len(TIME_LAYOUT):
@@ -71,6 +74,7 @@ class CryNet(nn.Module):
         self.dropout = nn.Dropout(0.2)
         self.cry = nn.Conv2d(embedding, 1, 1)
         self.audioset = nn.Conv2d(embedding, AUDIOSET_CLASSES, 1)
+        self.teachers = nn.ModuleList(nn.Conv2d(embedding, d, 1) for d in teacher_embeddings)
         self.register_buffer("temperature", torch.ones(()))
         self.n_mels = n_mels
         self.window_frames, self.hop_frames = receptive_field()
@@ -83,10 +87,12 @@ class CryNet(nn.Module):
         h = self.dropout(self.embedding(x)).unsqueeze(3)
         return self.cry(h)[:, 0, :, 0] / self.temperature
 
-    def both(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Training: cry logits (batch, positions) and AudioSet logits (batch, 527, positions)."""
+    def both(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Training: cry logits (batch, positions), AudioSet logits (batch, 527, positions) and
+        each teacher head's (batch, its embedding width, positions)."""
         h = self.dropout(self.embedding(x)).unsqueeze(3)
-        return self.cry(h)[:, 0, :, 0] / self.temperature, self.audioset(h)[:, :, :, 0]
+        teachers = [head(h)[:, :, :, 0] for head in self.teachers]
+        return self.cry(h)[:, 0, :, 0] / self.temperature, self.audioset(h)[:, :, :, 0], teachers
 
 
 def macs(model: CryNet, frames: int | None = None) -> int:

@@ -6,7 +6,9 @@ non-cries: 1.0 teaches them 0 whatever the teacher doubts; tried, see the model 
 the teacher's alone for windows only the teachers can judge (a cry that begins inside the
 window). A second head learns mn04's 527 AudioSet probabilities from the same embedding, so the
 student separates what the teacher separates (songs, meows, music boxes, speech) even where
-cry-data has no label for it.
+cry-data has no label for it. Where the recipe gives them a weight, one head per teacher learns
+the direction of that teacher's embedding (1 - cosine, mean-centred), the richest thing the
+teachers know that probabilities flatten.
 AdamW with a one-cycle schedule; checkpoint by validation loss; temperature fitted on validation
 windows; threshold from unaugmented validation negatives.
 
@@ -35,10 +37,12 @@ from pi_monitor.training.evaluate import THRESHOLD_QUANTILE, threshold_from_nega
 from pi_monitor.training.examples import FRONT_END, pad_to, window_samples
 from pi_monitor.training.heads import CryTeacher, fit_temperature, teacher_logits
 from pi_monitor.training.model import CryNet, macs
-from pi_monitor.training.pool import Pool
+from pi_monitor.training.pool import FIELDS, Pool
 
 ANIMAL_CLASSES = slice(72, 137)  # mn04's AudioSet classes "Animal" to "Whale vocalization"
 YAMNET_ANIMAL_CLASSES = slice(67, 132)  # the same 65 classes in YAMNet's 521
+TEACHER_EMBEDDINGS = ("yamnet_embedding", "mn04_embedding")  # pool fields the teacher heads learn
+CENTRE_ROWS = 20_000  # pool windows the teachers' mean embeddings are taken over
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,7 @@ class Recipe:
     gain_db: float = 10.0
     spec_mask: float = 0.5
     mel_shift: int = 0  # each window's mel bands move up or down by up to this many
+    teacher_embedding_weight: float = 0.0  # of the teacher heads' 1 - cosine loss; 0: no heads
     val_every: int = 400
     threshold_quantile: float = THRESHOLD_QUANTILE
     widths: tuple[int, ...] = (16, 32, 32, 64, 64, 96, 96)
@@ -108,6 +113,38 @@ def _audioset_targets(pool: Pool, rows: np.ndarray, recipe: Recipe) -> np.ndarra
     if recipe.animal_teacher == "yamnet":
         targets[:, ANIMAL_CLASSES] = pool["yamnet_probability"][rows][:, YAMNET_ANIMAL_CLASSES]
     return targets
+
+
+def student(recipe: Recipe) -> CryNet:
+    """The network a recipe trains: with a head per teacher embedding where it learns them."""
+    dims = [FIELDS[name][0][0] for name in TEACHER_EMBEDDINGS]
+    return CryNet(
+        FRONT_END.n_mels,
+        recipe.widths,
+        recipe.embedding,
+        tuple(dims) if recipe.teacher_embedding_weight else (),
+    )
+
+
+def _centres(pool: Pool, rows: np.ndarray) -> list[np.ndarray]:
+    """Each teacher's mean embedding over an even spread of the training rows: cosine to the
+    raw, all-positive embeddings would be high for any window alike."""
+    spread = rows[:: max(1, len(rows) // CENTRE_ROWS)]
+    return [np.asarray(pool[name][spread], np.float32).mean(axis=0) for name in TEACHER_EMBEDDINGS]
+
+
+def _embedding_loss(
+    heads: list[torch.Tensor], pool: Pool, rows: np.ndarray, centres: list[np.ndarray]
+) -> torch.Tensor:
+    """1 - cosine between each teacher head's output and that teacher's centred embedding."""
+    losses = [
+        1
+        - torch.nn.functional.cosine_similarity(
+            head[:, :, 0], torch.from_numpy(np.asarray(pool[name][rows], np.float32) - centre)
+        ).mean()
+        for head, name, centre in zip(heads, TEACHER_EMBEDDINGS, centres, strict=True)
+    ]
+    return torch.stack(losses).mean()
 
 
 def _augment(rng: np.random.Generator, feats: np.ndarray, recipe: Recipe) -> np.ndarray:
@@ -183,7 +220,8 @@ def train(
     val_x = np.asarray(val_pool["features"][known], np.float32)
     val_y = np.asarray(val_pool["label"][known], np.float64)
 
-    model = CryNet(FRONT_END.n_mels, recipe.widths, recipe.embedding)
+    model = student(recipe)
+    centres = _centres(pool, rows) if recipe.teacher_embedding_weight else []
     if start is not None:
         model.load_state_dict(start.state_dict())
         model.temperature.fill_(1.0)
@@ -206,12 +244,14 @@ def train(
         x = _augment(rng, np.asarray(pool["features"][r], np.float32), recipe)
         audioset = _audioset_targets(pool, r, recipe)
         model.train()
-        cry, classes = model.both(torch.from_numpy(x))
+        cry, classes, heads = model.both(torch.from_numpy(x))
         weight = torch.from_numpy(weights[pick])
         per_row = bce(cry[:, 0], torch.from_numpy(targets[pick]), reduction="none")
         loss = (weight * per_row).sum() / weight.sum() + recipe.audioset_weight * bce(
             classes[:, :, 0], torch.from_numpy(audioset), weight=class_weights
         )
+        if heads:
+            loss = loss + recipe.teacher_embedding_weight * _embedding_loss(heads, pool, r, centres)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -282,7 +322,7 @@ def load_checkpoint(path: Path) -> Trained:
         fields = saved.pop("recipe")
         fields.setdefault("negative_hard_weight", fields["hard_weight"])  # one weight served both
         recipe = Recipe(**{**fields, "widths": tuple(fields["widths"])})
-        model = CryNet(FRONT_END.n_mels, recipe.widths, recipe.embedding)
+        model = student(recipe)
         model.load_state_dict(saved.pop("state"))
         model.eval()
         return Trained(model=model, recipe=recipe, **saved)
