@@ -127,8 +127,9 @@ def student(recipe: Recipe) -> CryNet:
 
 
 def _centres(pool: Pool, rows: np.ndarray) -> list[np.ndarray]:
-    """Each teacher's mean embedding over an even spread of the training rows: cosine to the
-    raw, all-positive embeddings would be high for any window alike."""
+    """Each teacher's mean embedding over an even spread of the training rows: two unrelated
+    pool windows' raw embeddings agree at a cosine of about 0.3 (YAMNet) and 0.5 (mn04), centred
+    at about 0."""
     spread = rows[:: max(1, len(rows) // CENTRE_ROWS)]
     return [np.asarray(pool[name][spread], np.float32).mean(axis=0) for name in TEACHER_EMBEDDINGS]
 
