@@ -362,6 +362,23 @@ def test_mined_windows_join_the_pool_labelled_by_the_teachers_and_named_by_their
     assert np.all(joined.usable(fold.train) < len(train))  # a fold drops the animal's windows
 
 
+def test_pools_of_other_clips_extend_with_their_clips_numbered_after_the_first_pools(
+    pools: tuple,
+) -> None:
+    split, train, val = pools
+    both = train.extend(val)
+    assert len(both) == len(train) + len(val)
+    assert both.clip_files == train.clip_files + val.clip_files
+    moved = both["parts"][len(train) :]
+    assert np.array_equal(moved == -1, val["parts"] == -1)
+    named = [[both.clip_files[i] for i in row if i >= 0] for row in moved]
+    assert named == [[val.clip_files[i] for i in row if i >= 0] for row in val["parts"]]
+    alone = both.usable(split.train)  # a validation window made of no clip may stay
+    assert np.all(alone[: len(train)] == np.arange(len(train)))
+    assert np.all(moved[alone[len(train) :] - len(train)] == -1)
+    assert len(both.usable(split.train + split.val)) == len(both)
+
+
 def test_windows_holding_a_weighted_family_weigh_more_and_the_rest_weigh_one(
     pools: tuple, tiny_corpus: Path
 ) -> None:
@@ -617,6 +634,13 @@ def test_cli_trains_evaluates_and_tabulates_on_a_corpus_folder(
     assert main([*train, *narrow, "--last-from-scratch"]) == 0  # stage 1 kept
     assert stages[0].stat().st_mtime_ns == first
     assert load_checkpoint(tmp_path / "m.pt").recipe == load_checkpoint(stages[0]).recipe
+    last = [*train, "--with-val-groups", "--checkpoint", str(tmp_path / "last.pt")]
+    with pytest.raises(SystemExit, match="--with-val-groups needs --temperature"):
+        main(last)
+    assert main([*last, "--temperature", "0.8"]) == 0
+    trained = load_checkpoint(tmp_path / "last.pt")
+    assert trained.split == "held-out-groups+val"
+    assert (trained.temperature, trained.threshold) == (0.8, 0.95)  # none fitted on what it learnt
     report = tmp_path / "r.json"
     evaluate = ["evaluate", *common, "--model", str(model)]
     assert main([*evaluate, "--with-teachers", "--report", str(report)]) == 0

@@ -149,16 +149,15 @@ class Workspace:
             built.append(pool.build(clips, self.cache, spec, folder, a.teachers, a.workers))
         return tuple(built)
 
-    def hard_pool(self, windows: tuple[Window, ...]) -> Pool:
-        """The mined windows, labelled by the teachers like the pool (built once per list)."""
+    def hard_pool(self, windows: tuple[Window, ...], clips: tuple[Clip, ...]) -> Pool:
+        """The mined windows of `clips` (those of the pool they join, in its order), labelled by
+        the teachers like the pool (built once per list)."""
         from pi_monitor.training import pool
 
         spec = pool.PoolSpec(examples=len(windows), seed=self.args.seed + 2000, hard=windows)
-        folder = self.args.cache / f"pool-{spec.digest(self.base.train)}"
+        folder = self.args.cache / f"pool-{spec.digest(clips)}"
         print(f"{folder}: {len(windows)} examples from mined windows")
-        return pool.build(
-            self.base.train, self.cache, spec, folder, self.args.teachers, self.args.workers
-        )
+        return pool.build(clips, self.cache, spec, folder, self.args.teachers, self.args.workers)
 
     def cry_teacher(self, split: Split) -> Path:
         """The split's cry teacher (fitted once, kept in the runs folder)."""
@@ -189,13 +188,25 @@ def _train(args: argparse.Namespace, ws: Workspace, split: Split) -> Path:
     every window of the training non-cries that an earlier stage still called a cry (mining.py).
     Each stage and what it mined are kept beside the checkpoint, named by the split's fingerprint,
     and reused while the recipe matches and no stage before them was retrained."""
+    from pi_monitor.training.evaluate import THRESHOLD_CEILING
     from pi_monitor.training.export import export
     from pi_monitor.training.heads import CryTeacher
     from pi_monitor.training.mining import Mining, mine
     from pi_monitor.training.train import Recipe, load_checkpoint, save_checkpoint, train
 
+    with_val = getattr(args, "with_val_groups", False)  # a last model: read the test, not val
+    if with_val and (args.temperature is None or args.cry_source or args.permissive):
+        raise SystemExit(
+            "error: --with-val-groups needs --temperature (a run of the recipe without them "
+            "prints it) and the held-out-groups split (no --cry-source, no --permissive)"
+        )
     train_pool, val_pool = ws.pools()
     teacher = CryTeacher.load(ws.cry_teacher(split))
+    pool_clips, train_clips, name, calibration = ws.base.train, split.train, split.name, None
+    if with_val:
+        train_pool = train_pool.extend(val_pool)
+        pool_clips, train_clips = ws.base.train + ws.base.val, split.train + split.val
+        name, calibration = f"{split.name}+val", (args.temperature, THRESHOLD_CEILING)
     recipe = Recipe(
         epochs=args.epochs,
         seed=args.seed if args.train_seed is None else args.train_seed,
@@ -217,14 +228,15 @@ def _train(args: argparse.Namespace, ws: Workspace, split: Split) -> Path:
     settings, legacy = dataclasses.asdict(mining), dataclasses.asdict(Mining())
 
     def fit(pool: Pool, recipe: Recipe, start: CryNet | None = None) -> Trained:
-        rows = pool.usable(split.train)
+        rows = pool.usable(train_clips)
         weights = pool.weights(rows, ws.clips, dict(recipe.family_weights))
         negatives = pool.weights(
             rows, ws.clips, dict(recipe.family_negative_weights), recipe.negative_hard_weight
         )
         return train(
             pool, rows, weights, val_pool, val_pool.usable(split.val), teacher, split.val,
-            ws.cache, split.name, recipe, start=start, negative_weights=negatives,
+            ws.cache, name, recipe, start=start, negative_weights=negatives,
+            calibration=calibration,
         )  # fmt: skip
 
     def kept(name: str) -> Path:
@@ -242,15 +254,15 @@ def _train(args: argparse.Namespace, ws: Workspace, split: Split) -> Path:
             found = kept(f"stage{stage - 1}-mined.json")
             done_mining = _read_mined(found, legacy)
             if retrained or done_mining is None or done_mining[0] != settings:
-                windows = mine(trained.model, split.train, train_pool.clip_files, ws.cache, mining)
+                windows = mine(trained.model, train_clips, train_pool.clip_files, ws.cache, mining)
                 found.write_text(json.dumps({"mining": settings, "windows": windows}))
                 done_mining = (settings, windows)
                 retrained = True  # the stages after it learn from these windows
             mined += tuple((c, s, bool(cry)) for c, s, cry in done_mining[1])
         path = kept(f"stage{stage}.pt")
         done = None if retrained or not path.is_file() else load_checkpoint(path)
-        if done is None or done.recipe != stage_recipe or done.split != split.name:
-            pool = train_pool.join(ws.hard_pool(mined)) if mined else train_pool
+        if done is None or done.recipe != stage_recipe or done.split != name:
+            pool = train_pool.join(ws.hard_pool(mined, pool_clips)) if mined else train_pool
             done = fit(pool, stage_recipe, start=trained.model if trained and not fresh else None)
             save_checkpoint(done, path)
             retrained = True
@@ -419,6 +431,18 @@ def main(argv: list[str] | None = None) -> int:
         )
         p.add_argument("--out", type=Path, default=DEFAULT_MODEL)
         p.add_argument("--checkpoint", type=Path, default=DEFAULT_CACHE / "runs" / "cry.pt")
+    sub.choices["train"].add_argument(
+        "--with-val-groups",
+        action="store_true",
+        help="also train on the validation groups: a last model once its recipe is chosen, "
+        "read on the test (validation then checks nothing); needs --temperature",
+    )
+    sub.choices["train"].add_argument(
+        "--temperature",
+        type=float,
+        help="with --with-val-groups: the fitted temperature of the same recipe trained without "
+        "them (the threshold is then the ceiling, 0.95)",
+    )
     sub.choices["loso"].add_argument(
         "--fold", type=int, choices=range(len(LOSO_FOLDS)), help="run only this fold (0-based)"
     )

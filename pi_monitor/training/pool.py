@@ -94,6 +94,13 @@ class Pool:
         arrays = {k: np.concatenate((self[k], other[k])) for k in FIELDS}
         return Pool(self.clip_files, arrays)
 
+    def extend(self, other: Pool) -> Pool:
+        """Both pools' windows in one (in memory), drawn from different clips, e.g. the training
+        and the validation groups' pools; `other`'s clips follow this pool's."""
+        moved = np.where(other["parts"] >= 0, other["parts"] + len(self.clip_files), -1)
+        arrays = {k: np.concatenate((self[k], moved if k == "parts" else other[k])) for k in FIELDS}
+        return Pool(self.clip_files + other.clip_files, arrays)
+
     def __len__(self) -> int:
         return len(self.arrays["label"])
 

@@ -208,10 +208,12 @@ def train(
     progress: bool = True,
     start: CryNet | None = None,
     negative_weights: np.ndarray | None = None,
+    calibration: tuple[float, float] | None = None,
 ) -> Trained:
     """Train on pool `rows` (each row's cry loss times `weights`) with `teacher`'s targets;
     validate on `val_rows` and `val_clips`. From `start` (its temperature reset), if given;
-    `negative_weights`: each row's hard weight if labelled non-cry (see `_targets`)."""
+    `negative_weights`: each row's hard weight if labelled non-cry (see `_targets`);
+    `calibration`: a fixed (temperature, threshold), where validation was trained on."""
     started = time.process_time()
     torch.manual_seed(recipe.seed)
     torch.set_num_threads(recipe.threads)
@@ -267,9 +269,13 @@ def train(
     model.load_state_dict(best_state)
     model.eval()
 
-    temperature = fit_temperature(_logits(model, val_x), val_y)
-    model.temperature.fill_(temperature)
-    threshold = choose_threshold(model, val_clips, cache, recipe.threshold_quantile)
+    if calibration is None:
+        temperature = fit_temperature(_logits(model, val_x), val_y)
+        model.temperature.fill_(temperature)
+        threshold = choose_threshold(model, val_clips, cache, recipe.threshold_quantile)
+    else:
+        temperature, threshold = calibration
+        model.temperature.fill_(temperature)
     val_scores = sigmoid(_logits(model, val_x))
     window = macs(model)
     return Trained(
