@@ -195,10 +195,12 @@ def _train(args: argparse.Namespace, ws: Workspace, split: Split) -> Path:
     from pi_monitor.training.train import Recipe, load_checkpoint, save_checkpoint, train
 
     with_val = getattr(args, "with_val_groups", False)  # a last model: read the test, not val
-    if with_val and (args.temperature is None or args.cry_source or args.permissive):
+    temperature = getattr(args, "temperature", None)
+    if with_val != (temperature is not None) or (with_val and (args.cry_source or args.permissive)):
         raise SystemExit(
-            "error: --with-val-groups needs --temperature (a run of the recipe without them "
-            "prints it) and the held-out-groups split (no --cry-source, no --permissive)"
+            "error: --with-val-groups and --temperature go together (a run of the recipe without "
+            "the validation groups prints its temperature), on the held-out-groups split (no "
+            "--cry-source, no --permissive)"
         )
     train_pool, val_pool = ws.pools()
     teacher = CryTeacher.load(ws.cry_teacher(split))
@@ -206,7 +208,7 @@ def _train(args: argparse.Namespace, ws: Workspace, split: Split) -> Path:
     if with_val:
         train_pool = train_pool.extend(val_pool)
         pool_clips, train_clips = ws.base.train + ws.base.val, split.train + split.val
-        name, calibration = f"{split.name}+val", (args.temperature, THRESHOLD_CEILING)
+        name, calibration = f"{split.name}+val", (temperature, THRESHOLD_CEILING)
     recipe = Recipe(
         epochs=args.epochs,
         seed=args.seed if args.train_seed is None else args.train_seed,
