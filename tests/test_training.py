@@ -635,6 +635,7 @@ def test_cli_trains_evaluates_and_tabulates_on_a_corpus_folder(
     assert stages[0].stat().st_mtime_ns == first
     assert load_checkpoint(tmp_path / "m.pt").recipe == load_checkpoint(stages[0]).recipe
     last = [*train, "--with-val-groups", "--checkpoint", str(tmp_path / "last.pt")]
+    last += ["--out", str(tmp_path / "last.onnx")]
     for alone in (last, [*train, "--temperature", "0.8"]):
         with pytest.raises(SystemExit, match="--with-val-groups and --temperature go together"):
             main(alone)
