@@ -194,21 +194,13 @@ def _train(args: argparse.Namespace, ws: Workspace, split: Split) -> Path:
     from pi_monitor.training.mining import Mining, mine
     from pi_monitor.training.train import Recipe, load_checkpoint, save_checkpoint, train
 
-    with_val = getattr(args, "with_val_groups", False)  # a last model: read the test, not val
-    temperature = getattr(args, "temperature", None)
-    if with_val != (temperature is not None) or (with_val and (args.cry_source or args.permissive)):
-        raise SystemExit(
-            "error: --with-val-groups and --temperature go together (a run of the recipe without "
-            "the validation groups prints its temperature), on the held-out-groups split (no "
-            "--cry-source, no --permissive)"
-        )
     train_pool, val_pool = ws.pools()
     teacher = CryTeacher.load(ws.cry_teacher(split))
-    pool_clips, train_clips, name, calibration = ws.base.train, split.train, split.name, None
-    if with_val:
+    pool_clips, train_clips, split_name, calibration = ws.base.train, split.train, split.name, None
+    if getattr(args, "with_val_groups", False):  # a last model (train only): read the test, not val
         train_pool = train_pool.extend(val_pool)
         pool_clips, train_clips = ws.base.train + ws.base.val, split.train + split.val
-        name, calibration = f"{split.name}+val", (temperature, THRESHOLD_CEILING)
+        split_name, calibration = f"{split.name}+val", (args.temperature, THRESHOLD_CEILING)
     recipe = Recipe(
         epochs=args.epochs,
         seed=args.seed if args.train_seed is None else args.train_seed,
@@ -237,7 +229,7 @@ def _train(args: argparse.Namespace, ws: Workspace, split: Split) -> Path:
         )
         return train(
             pool, rows, weights, val_pool, val_pool.usable(split.val), teacher, split.val,
-            ws.cache, name, recipe, start=start, negative_weights=negatives,
+            ws.cache, split_name, recipe, start=start, negative_weights=negatives,
             calibration=calibration,
         )  # fmt: skip
 
@@ -263,7 +255,7 @@ def _train(args: argparse.Namespace, ws: Workspace, split: Split) -> Path:
             mined += tuple((c, s, bool(cry)) for c, s, cry in done_mining[1])
         path = kept(f"stage{stage}.pt")
         done = None if retrained or not path.is_file() else load_checkpoint(path)
-        if done is None or done.recipe != stage_recipe or done.split != name:
+        if done is None or done.recipe != stage_recipe or done.split != split_name:
             pool = train_pool.join(ws.hard_pool(mined, pool_clips)) if mined else train_pool
             done = fit(pool, stage_recipe, start=trained.model if trained and not fresh else None)
             save_checkpoint(done, path)
@@ -523,6 +515,14 @@ def main(argv: list[str] | None = None) -> int:
         export(trained, args.out)
         print(f"{args.out}: exported from {args.checkpoint}")
         return 0
+    if args.command == "train":  # half a last model is refused before the corpus is read
+        with_val, other_split = args.with_val_groups, args.cry_source or args.permissive
+        if with_val != (args.temperature is not None) or (with_val and other_split):
+            raise SystemExit(
+                "error: --with-val-groups and --temperature go together (a run of the recipe "
+                "without the validation groups prints its temperature), on the held-out-groups "
+                "split (no --cry-source, no --permissive)"
+            )
     from pi_monitor.classifier import CryClassifier, ModelError
     from pi_monitor.training.debian import PackageError
     from pi_monitor.training.lullabies import RenderError
