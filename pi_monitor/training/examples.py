@@ -29,7 +29,7 @@ FRONT_END = FeatureParams(
     fmax=4000.0,
     log_offset=1e-6,
 )
-WINDOW_FRAMES = 101  # the student's receptive field: 2.03 s
+WINDOW_FRAMES = 53  # the student's receptive field: 1.07 s
 WINDOW_HOP_FRAMES = 12  # its stride in frames: a score every 0.24 s
 SHIFT = WINDOW_HOP_FRAMES * FRONT_END.hop_length  # samples a mined window may move: one hop
 

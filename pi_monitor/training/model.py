@@ -21,8 +21,7 @@ import torch
 from torch import nn
 
 AUDIOSET_CLASSES = 527
-# (time, freq) strides; the last two layers, at a 12-frame jump, widen the context to 2.03 s
-TIME_LAYOUT = ((1, 2), (2, 2), (1, 1), (2, 2), (1, 1), (3, 2), (1, 1), (1, 1), (1, 1))
+TIME_LAYOUT = ((1, 2), (2, 2), (1, 1), (2, 2), (1, 1), (3, 2), (1, 1))  # (time, freq) strides
 
 
 def receptive_field(layout: tuple[tuple[int, int], ...] = TIME_LAYOUT) -> tuple[int, int]:
@@ -56,7 +55,7 @@ class CryNet(nn.Module):
     def __init__(
         self,
         n_mels: int,
-        widths: tuple[int, ...] = (16, 32, 32, 64, 64, 96, 96, 96, 96),
+        widths: tuple[int, ...] = (16, 32, 32, 64, 64, 96, 96),
         embedding: int = 128,
         teacher_embeddings: tuple[int, ...] = (),
     ) -> None:

@@ -67,7 +67,7 @@ class Recipe:
     teacher_embedding_weight: float = 0.0  # of the teacher heads' 1 - cosine loss; 0: no heads
     val_every: int = 400
     threshold_quantile: float = THRESHOLD_QUANTILE
-    widths: tuple[int, ...] = (16, 32, 32, 64, 64, 96, 96, 96, 96)
+    widths: tuple[int, ...] = (16, 32, 32, 64, 64, 96, 96)
     embedding: int = 128
     seed: int = 0
     threads: int = 2
