@@ -226,7 +226,7 @@ def test_a_speed_change_moves_pitch_with_speed_and_keeps_the_window_length() -> 
         assert peak_hz == pytest.approx(440 * 16000 / n, abs=16000 / n)
 
 
-def test_speed_change_keeps_old_pool_names_when_off_and_cuts_short_clips_when_on() -> None:
+def test_pool_names_stay_when_new_options_are_off_and_speed_cuts_short_clips() -> None:
     from pi_monitor.training.pool import PoolSpec
 
     def clip(i: int) -> Clip:
@@ -236,6 +236,7 @@ def test_speed_change_keeps_old_pool_names_when_off_and_cuts_short_clips_when_on
     clips = [clip(i) for i in range(4)]
     assert PoolSpec(64, 0).digest(clips) == "fa43c0d8e723"  # the name before speed changes
     assert PoolSpec(64, 0, Mixing(speed=0.5)).digest(clips) != "fa43c0d8e723"
+    assert PoolSpec(64, 0, teachers_listen="end").digest(clips) != "fa43c0d8e723"
     # a clip a little shorter than a window, cut at every speed
     short = Clip("s/short.flac", "not_cry", "cat", "s", "g9", "CC0", 16000, 1.0)
     audio = {c.file: _tone(np.random.default_rng(i), 2.0) for i, c in enumerate(clips)}
@@ -249,6 +250,15 @@ def test_speed_change_keeps_old_pool_names_when_off_and_cuts_short_clips_when_on
     rng = np.random.default_rng(3)
     drawn = [sampler.example(rng, i % 2 == 1).audio for i in range(64)]
     assert all(a.shape == (window_samples(),) for a in drawn)
+
+
+def test_teachers_listen_to_a_windows_middle_or_its_last_samples() -> None:
+    from pi_monitor.training.pool import teachers_start
+    from pi_monitor.training.teachers import WINDOW_SAMPLES
+
+    spare = window_samples() - WINDOW_SAMPLES
+    assert teachers_start("middle") == spare // 2
+    assert teachers_start("end") + WINDOW_SAMPLES == window_samples()
 
 
 def test_filter_designs_on_the_cache_grid_match_a_fresh_design() -> None:

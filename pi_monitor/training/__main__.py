@@ -109,6 +109,12 @@ def _common(p: argparse.ArgumentParser) -> None:
         default=0.0,
         help="share of the training pool's clip segments played 0.89-1.12 x as fast",
     )
+    p.add_argument(
+        "--teachers-listen",
+        choices=("middle", "end"),
+        default="middle",
+        help="which 0.975 s of each pool window the teachers label",
+    )
     p.add_argument("--workers", type=int, default=2, help="pool-labelling processes")
 
 
@@ -144,7 +150,7 @@ class Workspace:
             (self.base.train, a.examples, a.seed, Mixing(speed=a.speed_change)),
             (self.base.val, max(256, a.examples // VAL_SHARE), a.seed + 1000, Mixing()),
         ):
-            spec = pool.PoolSpec(examples=examples, seed=seed, mixing=mixing)
+            spec = pool.PoolSpec(examples, seed, mixing, teachers_listen=a.teachers_listen)
             folder = a.cache / f"pool-{spec.digest(clips)}"
             built.append(pool.build(clips, self.cache, spec, folder, a.teachers, a.workers))
         return tuple(built)
@@ -154,7 +160,12 @@ class Workspace:
         the teachers like the pool (built once per list)."""
         from pi_monitor.training import pool
 
-        spec = pool.PoolSpec(examples=len(windows), seed=self.args.seed + 2000, hard=windows)
+        spec = pool.PoolSpec(
+            len(windows),
+            self.args.seed + 2000,
+            hard=windows,
+            teachers_listen=self.args.teachers_listen,
+        )
         folder = self.args.cache / f"pool-{spec.digest(clips)}"
         print(f"{folder}: {len(windows)} examples from mined windows")
         return pool.build(clips, self.cache, spec, folder, self.args.teachers, self.args.workers)

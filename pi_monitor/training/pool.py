@@ -21,6 +21,7 @@ import multiprocessing
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -56,21 +57,35 @@ class PoolSpec:
     seed: int
     mixing: Mixing = field(default_factory=Mixing)
     hard: tuple[tuple[int, int, bool], ...] = ()  # mined windows: (clip, start, cry over it)
+    teachers_listen: Literal["middle", "end"] = "middle"  # which 0.975 s of a window they label
 
     def digest(self, clips: Sequence[Clip]) -> str:
-        """Names the pool's folder; a drawn pool's name leaves out the empty mined list and a
-        speed change that is off, so pools built before either existed are still found."""
+        """Names the pool's folder; a drawn pool's name leaves out the empty mined list, a
+        speed change that is off and teachers listening to the middle, so pools built before
+        any of these existed are still found."""
         fields = asdict(self)
         if not self.hard:
             del fields["hard"]
         if not self.mixing.speed:
             del fields["mixing"]["speed"]
+        if self.teachers_listen == "middle":
+            del fields["teachers_listen"]
         text = json.dumps(
             [fields, asdict(FRONT_END), WINDOW_FRAMES, [str(c.file) for c in clips]],
             sort_keys=True,
             default=str,
         )
         return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def teachers_start(listen: Literal["middle", "end"]) -> int:
+    """The first sample of a window the teachers hear. At a window's end, a cry that began
+    inside it is labelled as soon as it is heard, not once it reaches the middle: with windows
+    much longer than the teachers' 0.975 s, the middle answers half a window late."""
+    from pi_monitor.training.teachers import WINDOW_SAMPLES
+
+    spare = window_samples() - WINDOW_SAMPLES
+    return spare // 2 if listen == "middle" else spare
 
 
 class Pool:
@@ -197,6 +212,7 @@ class _Labeller:
         self.teachers = Teachers(teachers)
         self.seed = spec.seed
         self.hard = spec.hard
+        self.listen_from = teachers_start(spec.teachers_listen)
 
     def chunk(self, index: int) -> tuple[int, dict[str, np.ndarray]]:
         from pi_monitor.training.teachers import WINDOW_SAMPLES
@@ -211,8 +227,8 @@ class _Labeller:
             cries = rng.permutation(np.arange(CHUNK) % 2 == 1)
             examples = [self.sampler.example(rng, bool(cry)) for cry in cries]
         audio = np.stack([e.audio for e in examples])
-        middle = (window_samples() - WINDOW_SAMPLES) // 2
-        labels = self.teachers.label(audio[:, middle : middle + WINDOW_SAMPLES])
+        start = self.listen_from
+        labels = self.teachers.label(audio[:, start : start + WINDOW_SAMPLES])
         parts = np.full((CHUNK, PARTS), -1, np.int32)
         for row, e in enumerate(examples):
             parts[row, : len(e.parts)] = [self.index[c.file] for c in e.parts]
