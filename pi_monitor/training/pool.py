@@ -37,6 +37,7 @@ from pi_monitor.training.examples import (
 )
 
 CHUNK = 256
+TeachersListen = Literal["middle", "end"]  # which 0.975 s of a window the teachers label
 PREFETCH = 4
 FIELDS = {  # name: (shape after the example axis, dtype)
     "features": ((WINDOW_FRAMES, FRONT_END.n_mels), np.float16),
@@ -57,7 +58,7 @@ class PoolSpec:
     seed: int
     mixing: Mixing = field(default_factory=Mixing)
     hard: tuple[tuple[int, int, bool], ...] = ()  # mined windows: (clip, start, cry over it)
-    teachers_listen: Literal["middle", "end"] = "middle"  # which 0.975 s of a window they label
+    teachers_listen: TeachersListen = "middle"
 
     def digest(self, clips: Sequence[Clip]) -> str:
         """Names the pool's folder; a drawn pool's name leaves out the empty mined list, a
@@ -78,7 +79,7 @@ class PoolSpec:
         return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
-def teachers_start(listen: Literal["middle", "end"]) -> int:
+def teachers_start(listen: TeachersListen) -> int:
     """The first sample of a window the teachers hear. At a window's end, a cry that began
     inside it is labelled as soon as it is heard, not once it reaches the middle: with windows
     much longer than the teachers' 0.975 s, the middle answers half a window late."""
@@ -227,8 +228,8 @@ class _Labeller:
             cries = rng.permutation(np.arange(CHUNK) % 2 == 1)
             examples = [self.sampler.example(rng, bool(cry)) for cry in cries]
         audio = np.stack([e.audio for e in examples])
-        start = self.listen_from
-        labels = self.teachers.label(audio[:, start : start + WINDOW_SAMPLES])
+        heard = audio[:, self.listen_from : self.listen_from + WINDOW_SAMPLES]
+        labels = self.teachers.label(heard)
         parts = np.full((CHUNK, PARTS), -1, np.int32)
         for row, e in enumerate(examples):
             parts[row, : len(e.parts)] = [self.index[c.file] for c in e.parts]
