@@ -237,6 +237,7 @@ def test_pool_names_stay_when_new_options_are_off_and_speed_cuts_short_clips() -
     assert PoolSpec(64, 0).digest(clips) == "fa43c0d8e723"  # the name before speed changes
     assert PoolSpec(64, 0, Mixing(speed=0.5)).digest(clips) != "fa43c0d8e723"
     assert PoolSpec(64, 0, teachers_listen="end").digest(clips) != "fa43c0d8e723"
+    assert PoolSpec(64, 0, Mixing(in_turn=0.2)).digest(clips) != "fa43c0d8e723"
     # a clip a little shorter than a window, cut at every speed
     short = Clip("s/short.flac", "not_cry", "cat", "s", "g9", "CC0", 16000, 1.0)
     audio = {c.file: _tone(np.random.default_rng(i), 2.0) for i, c in enumerate(clips)}
@@ -250,6 +251,30 @@ def test_pool_names_stay_when_new_options_are_off_and_speed_cuts_short_clips() -
     rng = np.random.default_rng(3)
     drawn = [sampler.example(rng, i % 2 == 1).audio for i in range(64)]
     assert all(a.shape == (window_samples(),) for a in drawn)
+
+
+def test_sounds_in_turn_end_one_negative_and_start_the_next_in_one_window() -> None:
+    clips = [
+        Clip("s/cry.flac", "cry", "cry", "s", "g0", "CC0", 16000, 2.0),
+        Clip("s/cat.flac", "not_cry", "cat", "s", "g1", "CC0", 16000, 2.0),
+        Clip("s/quiet.flac", "not_cry", "white_noise", "t", "g2", "CC0", 16000, 2.0),
+    ]
+    audio = {c.file: _tone(np.random.default_rng(i), 2.0) for i, c in enumerate(clips)}
+    audio[clips[2].file] = np.zeros(2 * SR, np.float32)
+
+    class Audio:
+        def audio(self, clip: Clip) -> np.ndarray:
+            return audio[clip.file].astype(np.float32)
+
+    mixing = Mixing(in_turn=1.0, reverb=0.0, band_limit=0.0)
+    sampler = ExampleSampler(clips, Audio(), mixing)  # type: ignore[arg-type]
+    rng = np.random.default_rng(5)
+    drawn = [sampler.example(rng, cry=False) for _ in range(40)]
+    assert all(len(e.parts) == 2 and e.label == 0 for e in drawn)
+    cat_then_quiet = [e.audio for e in drawn if e.parts == (clips[1], clips[2])]
+    assert cat_then_quiet
+    fifth = window_samples() // 5  # the quiet clip's fifth holds only the mic's noise floor
+    assert all(augment.rms(a[-fifth:]) < augment.rms(a[:fifth]) / 10 for a in cat_then_quiet)
 
 
 def test_teachers_listen_to_a_windows_middle_or_its_last_samples() -> None:

@@ -110,6 +110,12 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="share of the training pool's clip segments played 0.89-1.12 x as fast",
     )
     p.add_argument(
+        "--in-turn",
+        type=float,
+        default=0.0,
+        help="share of the training pool's non-cry windows made of two sounds one after the other",
+    )
+    p.add_argument(
         "--teachers-listen",
         choices=("middle", "end"),
         default="middle",
@@ -147,7 +153,7 @@ class Workspace:
         a = self.args
         built = []
         for clips, examples, seed, mixing in (
-            (self.base.train, a.examples, a.seed, Mixing(speed=a.speed_change)),
+            (self.base.train, a.examples, a.seed, Mixing(speed=a.speed_change, in_turn=a.in_turn)),
             (self.base.val, max(256, a.examples // VAL_SHARE), a.seed + 1000, Mixing()),
         ):
             spec = pool.PoolSpec(examples, seed, mixing, teachers_listen=a.teachers_listen)

@@ -66,6 +66,7 @@ class Mixing:
     reverb: float = 0.3
     band_limit: float = 0.35
     speed: float = 0.0  # share of clip segments played at another speed (SPEED_RANGE)
+    in_turn: float = 0.0  # share of non-cry windows made of two negatives one after the other
 
 
 @dataclass(frozen=True)
@@ -156,8 +157,18 @@ class ExampleSampler:
             x = augment.mix(x, self._background(rng, parts), rng.uniform(*m.snr_db))
         return x, 1
 
+    def _in_turn(self, rng: np.random.Generator, parts: list[Clip]) -> np.ndarray:
+        """One sound's end, then another's start, each at its recorded level, as in a room and
+        in the evaluation's streams: a window longer than most short clips otherwise never hears
+        one sound give way to the next."""
+        cut = int(rng.uniform(0.2, 0.8) * self.n)
+        first, second = self._negative(rng, parts), self._negative(rng, parts)
+        return np.concatenate((first[self.n - cut :], second[: self.n - cut]))
+
     def _not_cry(self, rng: np.random.Generator, parts: list[Clip]) -> np.ndarray:
         m = self.mixing
+        if m.in_turn and rng.random() < m.in_turn:  # no draw when off: pools stay as built
+            return self._in_turn(rng, parts)
         snr = lambda: rng.uniform(*m.snr_db)  # noqa: E731
         noise = lambda: augment.coloured_noise(rng, self.n, self.sr)  # noqa: E731
         u = rng.random()

@@ -61,14 +61,15 @@ class PoolSpec:
     teachers_listen: TeachersListen = "middle"
 
     def digest(self, clips: Sequence[Clip]) -> str:
-        """Names the pool's folder; a drawn pool's name leaves out the empty mined list, a
-        speed change that is off and teachers listening to the middle, so pools built before
-        any of these existed are still found."""
+        """Names the pool's folder; a drawn pool's name leaves out the empty mined list, mixing
+        options that are off (speed change, sounds in turn) and teachers listening to the middle,
+        so pools built before any of these existed are still found."""
         fields = asdict(self)
         if not self.hard:
             del fields["hard"]
-        if not self.mixing.speed:
-            del fields["mixing"]["speed"]
+        for option in ("speed", "in_turn"):
+            if not getattr(self.mixing, option):
+                del fields["mixing"][option]
         if self.teachers_listen == "middle":
             del fields["teachers_listen"]
         text = json.dumps(
