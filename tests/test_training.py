@@ -60,6 +60,16 @@ def _tone(rng: np.random.Generator, seconds: float) -> np.ndarray:
     return 0.2 * sum(np.sin(k * phase) / k for k in range(1, 6))
 
 
+class _InMemory:
+    """Stands in for the audio cache: each clip's signal from a dict, by file."""
+
+    def __init__(self, audio: dict[Path, np.ndarray]) -> None:
+        self._audio = audio
+
+    def audio(self, clip: Clip) -> np.ndarray:
+        return self._audio[clip.file].astype(np.float32)
+
+
 def make_corpus(root: Path, per_source: int = 4) -> Path:
     """Two cry sources and two negative families, several groups each, as 16 kHz FLAC."""
     rng = np.random.default_rng(1)
@@ -243,11 +253,7 @@ def test_pool_names_stay_when_new_options_are_off_and_speed_cuts_short_clips() -
     audio = {c.file: _tone(np.random.default_rng(i), 2.0) for i, c in enumerate(clips)}
     audio[short.file] = _tone(np.random.default_rng(9), (window_samples() - 200) / SR)
 
-    class Audio:
-        def audio(self, clip: Clip) -> np.ndarray:
-            return audio[clip.file].astype(np.float32)
-
-    sampler = ExampleSampler([*clips[:2], short], Audio(), Mixing(speed=1.0))  # type: ignore[arg-type]
+    sampler = ExampleSampler([*clips[:2], short], _InMemory(audio), Mixing(speed=1.0))  # type: ignore[arg-type]
     rng = np.random.default_rng(3)
     drawn = [sampler.example(rng, i % 2 == 1).audio for i in range(64)]
     assert all(a.shape == (window_samples(),) for a in drawn)
@@ -262,12 +268,8 @@ def test_sounds_in_turn_end_one_negative_and_start_the_next_in_one_window() -> N
     audio = {c.file: _tone(np.random.default_rng(i), 2.0) for i, c in enumerate(clips)}
     audio[clips[2].file] = np.zeros(2 * SR, np.float32)
 
-    class Audio:
-        def audio(self, clip: Clip) -> np.ndarray:
-            return audio[clip.file].astype(np.float32)
-
     mixing = Mixing(in_turn=1.0, reverb=0.0, band_limit=0.0)
-    sampler = ExampleSampler(clips, Audio(), mixing)  # type: ignore[arg-type]
+    sampler = ExampleSampler(clips, _InMemory(audio), mixing)  # type: ignore[arg-type]
     rng = np.random.default_rng(5)
     drawn = [sampler.example(rng, cry=False) for _ in range(40)]
     assert all(len(e.parts) == 2 and e.label == 0 for e in drawn)
