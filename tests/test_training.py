@@ -842,6 +842,24 @@ def test_more_plays_add_orders_and_leave_the_first_play_as_it_was(
         assert v["hours"] == pytest.approx(3 * one["per_family"][family]["hours"])
 
 
+def test_the_student_scores_a_clip_shorter_than_its_own_window_whatever_its_context(
+    tmp_path: Path,
+) -> None:
+    """Clips are padded to the model's window as its metadata gives it, not the training
+    code's: a student that hears twice as long is read by the same evaluation."""
+    from pi_monitor.training.evaluate import StudentScorer, clip_score
+
+    from model_factory import loudness_model
+
+    front_end = {k: getattr(FRONT_END, k) for k in ("sample_rate", "n_fft", "hop_length")}
+    for frames in (WINDOW_FRAMES, 2 * WINDOW_FRAMES - 5):
+        model = loudness_model(tmp_path / f"{frames}.onnx", window_frames=frames, **front_end)
+        scorer = StudentScorer(model)
+        assert scorer.window_samples == window_samples(frames=frames)
+        short = np.full(scorer.window_samples // 3, 0.3, np.float32)
+        assert 0.0 < clip_score(scorer, short) < 1.0
+
+
 def test_export_names_a_missing_or_foreign_checkpoint(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

@@ -82,7 +82,8 @@ class StudentScorer(Scorer):
     def __init__(self, model: Path, name: str = "pi-monitor") -> None:
         self.classifier = CryClassifier(model)
         self.name = name
-        self.window_samples = window_samples()
+        info = self.classifier.info
+        self.window_samples = window_samples(info.features, info.window_frames)
 
     def threshold(self, detector: DetectorSettings) -> float:
         return DetectorParams.for_model(detector, self.classifier.info).on_threshold
