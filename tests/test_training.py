@@ -248,6 +248,8 @@ def test_pool_names_stay_when_new_options_are_off_and_speed_cuts_short_clips() -
     assert PoolSpec(64, 0, Mixing(speed=0.5)).digest(clips) != "fa43c0d8e723"
     assert PoolSpec(64, 0, teachers_listen="end").digest(clips) != "fa43c0d8e723"
     assert PoolSpec(64, 0, Mixing(in_turn=0.2)).digest(clips) != "fa43c0d8e723"
+    in_turn = PoolSpec(64, 0, Mixing(in_turn=0.2)).digest(clips)
+    assert PoolSpec(64, 0, Mixing(in_turn=0.2, runs_of_one=0.5)).digest(clips) != in_turn
     # a clip a little shorter than a window, cut at every speed
     short = Clip("s/short.flac", "not_cry", "cat", "s", "g9", "CC0", 16000, 1.0)
     audio = {c.file: _tone(np.random.default_rng(i), 2.0) for i, c in enumerate(clips)}
@@ -277,6 +279,28 @@ def test_sounds_in_turn_end_one_negative_and_start_the_next_in_one_window() -> N
     assert cat_then_quiet
     fifth = window_samples() // 5  # the quiet clip's fifth holds only the mic's noise floor
     assert all(augment.rms(a[-fifth:]) < augment.rms(a[:fifth]) / 10 for a in cat_then_quiet)
+
+
+def test_runs_of_one_follow_a_sound_with_another_from_its_group() -> None:
+    """One cat's meows in a run: the second sound of a window is from the first's group."""
+    clips = [
+        Clip("s/cry.flac", "cry", "cry", "s", "g0", "CC0", 16000, 2.0),
+        *(
+            Clip(f"c/{i}.flac", "not_cry", "cat", "c", f"cat{i % 3}", "CC0", 16000, 1.0)
+            for i in range(6)
+        ),
+        Clip("v/talk.flac", "not_cry", "adult_speech", "v", "talker", "CC0", 16000, 2.0),
+    ]
+    audio = {c.file: _tone(np.random.default_rng(i), c.duration_s) for i, c in enumerate(clips)}
+    rng = np.random.default_rng(7)
+    mixing = Mixing(in_turn=1.0, runs_of_one=1.0)
+    sampler = ExampleSampler(clips, _InMemory(audio), mixing)  # type: ignore[arg-type]
+    drawn = [sampler.example(rng, cry=False) for _ in range(60)]
+    assert all(first.group == second.group for first, second in (e.parts for e in drawn))
+    assert {e.parts[0].family for e in drawn} == {"animals", "speech"}
+    sampler = ExampleSampler(clips, _InMemory(audio), Mixing(in_turn=1.0))  # type: ignore[arg-type]
+    mixed = [sampler.example(rng, cry=False).parts for _ in range(60)]
+    assert any(first.group != second.group for first, second in mixed)
 
 
 def test_teachers_listen_to_a_windows_middle_or_its_last_samples() -> None:

@@ -116,6 +116,12 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="share of the training pool's non-cry windows made of two sounds one after the other",
     )
     p.add_argument(
+        "--runs-of-one",
+        type=float,
+        default=0.0,
+        help="share of those (--in-turn) whose second sound is from the first's group",
+    )
+    p.add_argument(
         "--teachers-listen",
         choices=("middle", "end"),
         default="middle",
@@ -151,9 +157,10 @@ class Workspace:
         from pi_monitor.training.examples import Mixing
 
         a = self.args
+        augmented = Mixing(speed=a.speed_change, in_turn=a.in_turn, runs_of_one=a.runs_of_one)
         built = []
         for clips, examples, seed, mixing in (
-            (self.base.train, a.examples, a.seed, Mixing(speed=a.speed_change, in_turn=a.in_turn)),
+            (self.base.train, a.examples, a.seed, augmented),
             (self.base.val, max(256, a.examples // VAL_SHARE), a.seed + 1000, Mixing()),
         ):
             spec = pool.PoolSpec(examples, seed, mixing, teachers_listen=a.teachers_listen)

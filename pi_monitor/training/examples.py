@@ -67,6 +67,7 @@ class Mixing:
     band_limit: float = 0.35
     speed: float = 0.0  # share of clip segments played at another speed (SPEED_RANGE)
     in_turn: float = 0.0  # share of non-cry windows made of two negatives one after the other
+    runs_of_one: float = 0.0  # share of those whose second sound is from the first's group
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,10 @@ class ExampleSampler:
             if not c.is_cry:
                 families.setdefault(c.family, []).append(c)
         self._negatives = [_by_source(families[f]) for f in sorted(families)]
+        self._groups: dict[str, list[Clip]] = {}
+        for c in clips:
+            if not c.is_cry:
+                self._groups.setdefault(c.group, []).append(c)
         if not self._cries or not self._negatives:
             raise ValueError("training clips need both cries and non-cries")
         self._active: dict[Path, np.ndarray] = {}
@@ -131,7 +136,9 @@ class ExampleSampler:
 
     def _negative(self, rng: np.random.Generator, parts: list[Clip]) -> np.ndarray:
         family = self._negatives[rng.integers(len(self._negatives))]
-        clip = self._pick(rng, family)
+        return self._play(rng, self._pick(rng, family), parts)
+
+    def _play(self, rng: np.random.Generator, clip: Clip, parts: list[Clip]) -> np.ndarray:
         parts.append(clip)
         return self._segment(rng, clip, active=rng.random() < 0.5)
 
@@ -160,9 +167,15 @@ class ExampleSampler:
     def _in_turn(self, rng: np.random.Generator, parts: list[Clip]) -> np.ndarray:
         """One sound's end, then another's start, each at its recorded level, as in a room and
         in the evaluation's streams: a window longer than most short clips otherwise never hears
-        one sound give way to the next."""
+        one sound give way to the next. With `runs_of_one` the next is from the same group (one
+        cat's meows, one speaker's words), as a run of meows is heard in a room."""
         cut = int(rng.uniform(0.2, 0.8) * self.n)
-        first, second = self._negative(rng, parts), self._negative(rng, parts)
+        first = self._negative(rng, parts)
+        if self.mixing.runs_of_one and rng.random() < self.mixing.runs_of_one:
+            group = self._groups[parts[-1].group]
+            second = self._play(rng, group[rng.integers(len(group))], parts)
+        else:
+            second = self._negative(rng, parts)
         return np.concatenate((first[self.n - cut :], second[: self.n - cut]))
 
     def _not_cry(self, rng: np.random.Generator, parts: list[Clip]) -> np.ndarray:

@@ -62,12 +62,12 @@ class PoolSpec:
 
     def digest(self, clips: Sequence[Clip]) -> str:
         """Names the pool's folder; a drawn pool's name leaves out the empty mined list, mixing
-        options that are off (speed change, sounds in turn) and teachers listening to the middle,
-        so pools built before any of these existed are still found."""
+        options that are off (speed change, sounds in turn, runs of one) and teachers listening
+        to the middle, so pools built before any of these existed are still found."""
         fields = asdict(self)
         if not self.hard:
             del fields["hard"]
-        for option in ("speed", "in_turn"):
+        for option in ("speed", "in_turn", "runs_of_one"):
             if not getattr(self.mixing, option):
                 del fields["mixing"][option]
         if self.teachers_listen == "middle":
