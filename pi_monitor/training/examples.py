@@ -96,14 +96,12 @@ class ExampleSampler:
         self.sr = FRONT_END.sample_rate
         self._cries = _by_source([c for c in clips if c.is_cry])
         families: dict[str, list[Clip]] = {}
-        for c in clips:
-            if not c.is_cry:
-                families.setdefault(c.family, []).append(c)
-        self._negatives = [_by_source(families[f]) for f in sorted(families)]
         self._groups: dict[str, list[Clip]] = {}
         for c in clips:
             if not c.is_cry:
+                families.setdefault(c.family, []).append(c)
                 self._groups.setdefault(c.group, []).append(c)
+        self._negatives = [_by_source(families[f]) for f in sorted(families)]
         if not self._cries or not self._negatives:
             raise ValueError("training clips need both cries and non-cries")
         self._active: dict[Path, np.ndarray] = {}
