@@ -250,6 +250,8 @@ def test_pool_names_stay_when_new_options_are_off_and_speed_cuts_short_clips() -
     in_turn = PoolSpec(64, 0, Mixing(in_turn=0.2)).digest(clips)
     assert in_turn != "fa43c0d8e723"
     assert PoolSpec(64, 0, Mixing(in_turn=0.2, runs_of_one=0.5)).digest(clips) != in_turn
+    assert PoolSpec(64, 0, window_frames=WINDOW_FRAMES).digest(clips) == "fa43c0d8e723"
+    assert PoolSpec(64, 0, window_frames=101).digest(clips) != "fa43c0d8e723"
     # a clip a little shorter than a window, cut at every speed
     short = Clip("s/short.flac", "not_cry", "cat", "s", "g9", "CC0", 16000, 1.0)
     audio = {c.file: _tone(np.random.default_rng(i), 2.0) for i, c in enumerate(clips)}
@@ -310,6 +312,9 @@ def test_teachers_listen_to_a_windows_middle_or_its_last_samples() -> None:
     spare = window_samples() - WINDOW_SAMPLES
     assert teachers_start("middle") == spare // 2
     assert teachers_start("end") + WINDOW_SAMPLES == window_samples()
+    longer = window_samples(frames=101)
+    assert teachers_start("end", 101) + WINDOW_SAMPLES == longer
+    assert teachers_start("middle", 101) == (longer - WINDOW_SAMPLES) // 2
 
 
 def test_filter_designs_on_the_cache_grid_match_a_fresh_design() -> None:
@@ -638,14 +643,9 @@ def test_teacher_embedding_heads_train_survive_a_checkpoint_and_stay_out_of_the_
     assert not any(1024 in shape or 384 in shape for shape in shapes), shapes
 
 
-def test_cli_trains_evaluates_and_tabulates_on_a_corpus_folder(
-    tiny_corpus: Path, teachers: Path, tmp_path: Path, capsys: pytest.CaptureFixture
-) -> None:
-    from pi_monitor.training.__main__ import main
-    from pi_monitor.training.train import load_checkpoint
-
-    model = tmp_path / "m.onnx"
-    common = [
+def _tiny_run(tiny_corpus: Path, teachers: Path, tmp_path: Path) -> list[str]:
+    """The options every command of a test run on the tiny corpus shares."""
+    return [
         "--corpus",
         str(tiny_corpus),
         "--cache",
@@ -658,6 +658,16 @@ def test_cli_trains_evaluates_and_tabulates_on_a_corpus_folder(
         "--workers",
         "0",
     ]
+
+
+def test_cli_trains_evaluates_and_tabulates_on_a_corpus_folder(
+    tiny_corpus: Path, teachers: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from pi_monitor.training.__main__ import main
+    from pi_monitor.training.train import load_checkpoint
+
+    model = tmp_path / "m.onnx"
+    common = _tiny_run(tiny_corpus, teachers, tmp_path)
     train = ["train", *common, "--epochs", "0.05", "--threads", "1", "--out", str(model)]
     train += ["--checkpoint", str(tmp_path / "m.pt")]
     assert main(train) == 0
@@ -722,6 +732,29 @@ def test_cli_trains_evaluates_and_tabulates_on_a_corpus_folder(
     assert main(["tables", str(report)]) == 0
     tables = capsys.readouterr().out
     assert "| held-out-groups | YAMNet class 20 as it is |" in tables and "per source" in tables
+
+
+def test_cli_trains_and_mines_a_student_that_hears_a_longer_window(
+    tiny_corpus: Path, teachers: Path, tmp_path: Path
+) -> None:
+    from pi_monitor.classifier import CryClassifier
+    from pi_monitor.training.__main__ import main
+    from pi_monitor.training.train import load_checkpoint
+
+    model, checkpoint = tmp_path / "long.onnx", tmp_path / "long.pt"
+    train = ["train", *_tiny_run(tiny_corpus, teachers, tmp_path), "--window-frames", "77"]
+    train += ["--epochs", "0.05", "--threads", "1", "--mine-rounds", "1", "--mine-threshold", "0"]
+    train += ["--out", str(model), "--checkpoint", str(checkpoint)]
+    with pytest.raises(SystemExit, match="--window-frames 77 needs 8 --widths, one per layer; 7"):
+        main([*train, "--widths", "8,8,16,16,16,16,16"])
+    assert not list(tmp_path.glob("cache/pool-*"))  # refused before any pool was built
+    assert main(train) == 0
+    assert CryClassifier(model).info.window_frames == 77
+    assert load_checkpoint(checkpoint).recipe.widths == (16, 32, 32, 64, 64, 96, 96, 96)
+    (mined,) = tmp_path.glob("long-*-stage1-mined.json")
+    assert json.loads(mined.read_text())["windows"]  # the second stage learnt from them
+    pools = tmp_path.glob("cache/pool-*/features.npy")
+    assert {np.load(f, mmap_mode="r").shape[1] for f in pools} == {77}
 
 
 def test_cli_names_a_missing_corpus(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -922,6 +955,10 @@ def test_cli_refuses_widths_and_mixture_counts_that_are_not_counts(
     with pytest.raises(SystemExit):
         main(["evaluate", "--mixtures-per-cry", "0"])
     assert "'0' is not a whole number of at least 1" in capsys.readouterr().err
+    pytest.importorskip("torch", reason="torch not installed (pip install -e .[train])")
+    with pytest.raises(SystemExit):
+        main(["train", "--window-frames", "60"])
+    assert "a window of 60 frames is not 53 plus a multiple of 24" in capsys.readouterr().err
 
 
 def test_long_noise_uses_an_fft_length_with_only_small_prime_factors() -> None:

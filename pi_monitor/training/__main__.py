@@ -42,6 +42,7 @@ from pi_monitor.training.corpus import (
     permissive_only,
     read_manifest,
 )
+from pi_monitor.training.examples import WINDOW_FRAMES
 
 if TYPE_CHECKING:
     from pi_monitor.training.evaluate import Scorer
@@ -87,6 +88,34 @@ def _count(text: str) -> int:
     return int(text)
 
 
+def _window_frames(text: str) -> int:
+    """`--window-frames 101`: a window the network's layers can make (53 plus 24s)."""
+    from pi_monitor.training.model import layers_for
+
+    frames = _count(text)
+    try:
+        layers_for(frames)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return frames
+
+
+def _student_widths(args: argparse.Namespace) -> tuple[int, ...]:
+    """--widths, or the shipped widths with the last repeated until the network hears
+    --window-frames; either way, they must make a window of exactly that many frames."""
+    from pi_monitor.training.model import layers_for
+    from pi_monitor.training.train import Recipe
+
+    layers = layers_for(args.window_frames)
+    widths = args.widths or Recipe.widths + Recipe.widths[-1:] * (layers - len(Recipe.widths))
+    if len(widths) != layers:
+        raise SystemExit(
+            f"error: --window-frames {args.window_frames} needs {layers} --widths, one per "
+            f"layer; {len(widths)} given"
+        )
+    return widths
+
+
 def _run_name(split: Split) -> str:
     return split.name.replace("/", "_").replace(":", "-").replace("+", "-")
 
@@ -127,6 +156,12 @@ def _common(p: argparse.ArgumentParser) -> None:
         default="middle",
         help="which 0.975 s of each pool window the teachers label",
     )
+    p.add_argument(
+        "--window-frames",
+        type=_window_frames,
+        default=WINDOW_FRAMES,
+        help="frames the student hears at once: 53 (1.07 s, shipped), 77, 101 (2.03 s), ...",
+    )
     p.add_argument("--workers", type=int, default=2, help="pool-labelling processes")
 
 
@@ -163,7 +198,13 @@ class Workspace:
             (self.base.train, a.examples, a.seed, augmented),
             (self.base.val, max(256, a.examples // VAL_SHARE), a.seed + 1000, Mixing()),
         ):
-            spec = pool.PoolSpec(examples, seed, mixing, teachers_listen=a.teachers_listen)
+            spec = pool.PoolSpec(
+                examples,
+                seed,
+                mixing,
+                teachers_listen=a.teachers_listen,
+                window_frames=a.window_frames,
+            )
             folder = a.cache / f"pool-{spec.digest(clips)}"
             built.append(pool.build(clips, self.cache, spec, folder, a.teachers, a.workers))
         return tuple(built)
@@ -178,6 +219,7 @@ class Workspace:
             self.args.seed + 2000,
             hard=windows,
             teachers_listen=self.args.teachers_listen,
+            window_frames=self.args.window_frames,
         )
         folder = self.args.cache / f"pool-{spec.digest(clips)}"
         print(f"{folder}: {len(windows)} examples from mined windows")
@@ -218,6 +260,7 @@ def _train(args: argparse.Namespace, ws: Workspace, split: Split) -> Path:
     from pi_monitor.training.mining import Mining, mine
     from pi_monitor.training.train import Recipe, load_checkpoint, save_checkpoint, train
 
+    widths = _student_widths(args)  # before the pools: a wrong count fails at once
     train_pool, val_pool = ws.pools()
     teacher = CryTeacher.load(ws.cry_teacher(split))
     pool_clips, train_clips, split_name, calibration = ws.base.train, split.train, split.name, None
@@ -234,7 +277,7 @@ def _train(args: argparse.Namespace, ws: Workspace, split: Split) -> Path:
         animal_teacher=args.animal_teacher,
         mel_shift=args.mel_shift,
         teacher_embedding_weight=args.teacher_embedding_weight,
-        widths=args.widths or Recipe.widths,
+        widths=widths,
         family_negative_weights=(
             ()
             if args.animal_negative_hard_weight is None

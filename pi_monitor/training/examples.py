@@ -29,7 +29,7 @@ FRONT_END = FeatureParams(
     fmax=4000.0,
     log_offset=1e-6,
 )
-WINDOW_FRAMES = 53  # the student's receptive field: 1.07 s
+WINDOW_FRAMES = 53  # the shipped student's receptive field, 1.07 s (`--window-frames` for others)
 WINDOW_HOP_FRAMES = 12  # its stride in frames: a score every 0.24 s
 SHIFT = WINDOW_HOP_FRAMES * FRONT_END.hop_length  # samples a mined window may move: one hop
 
@@ -89,10 +89,16 @@ def _by_source(clips: Sequence[Clip]) -> list[list[Clip]]:
 class ExampleSampler:
     """Draws labelled, augmented windows of audio from a set of training clips."""
 
-    def __init__(self, clips: Sequence[Clip], cache: AudioCache, mixing: Mixing = Mixing()):
+    def __init__(
+        self,
+        clips: Sequence[Clip],
+        cache: AudioCache,
+        mixing: Mixing = Mixing(),
+        frames: int = WINDOW_FRAMES,
+    ) -> None:
         self.cache = cache
         self.mixing = mixing
-        self.n = window_samples()
+        self.n = window_samples(frames=frames)
         self.sr = FRONT_END.sample_rate
         self._cries = _by_source([c for c in clips if c.is_cry])
         families: dict[str, list[Clip]] = {}

@@ -15,7 +15,7 @@ import onnx
 import torch
 
 from pi_monitor.classifier import CryClassifier, ModelInfo
-from pi_monitor.training.examples import FRONT_END, WINDOW_FRAMES, WINDOW_HOP_FRAMES
+from pi_monitor.training.examples import FRONT_END
 from pi_monitor.training.train import Trained
 
 OPSET = 17
@@ -24,8 +24,8 @@ OPSET = 17
 def metadata(trained: Trained) -> dict[str, str]:
     return ModelInfo(
         features=FRONT_END,
-        window_frames=WINDOW_FRAMES,
-        window_hop_frames=WINDOW_HOP_FRAMES,
+        window_frames=trained.model.window_frames,
+        window_hop_frames=trained.model.hop_frames,
         threshold=round(trained.threshold, 4),
         description=(
             f"CryNet time-convolutional CNN distilled from YAMNet and mn04, "
@@ -42,13 +42,8 @@ def export(trained: Trained, path: Path) -> CryClassifier:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = trained.model.eval()
-    if (model.window_frames, model.hop_frames) != (WINDOW_FRAMES, WINDOW_HOP_FRAMES):
-        raise RuntimeError(
-            f"the network's receptive field and stride ({model.window_frames}, "
-            f"{model.hop_frames}) differ from the front end's window ({WINDOW_FRAMES}, "
-            f"{WINDOW_HOP_FRAMES})"
-        )
-    example = torch.zeros(1, WINDOW_FRAMES + WINDOW_HOP_FRAMES, FRONT_END.n_mels)
+    frames, hop = model.window_frames, model.hop_frames
+    example = torch.zeros(1, frames + hop, FRONT_END.n_mels)
     torch.onnx.export(
         model,
         (example,),
@@ -66,15 +61,12 @@ def export(trained: Trained, path: Path) -> CryClassifier:
     onnx.checker.check_model(proto)
     onnx.save(proto, str(path))
     classifier = CryClassifier(path)
-    frames = WINDOW_FRAMES + 20 * WINDOW_HOP_FRAMES
-    probe = np.random.default_rng(0).normal(-8, 3, (frames, FRONT_END.n_mels)).astype(np.float32)
+    shape = (frames + 20 * hop, FRONT_END.n_mels)
+    probe = np.random.default_rng(0).normal(-8, 3, shape).astype(np.float32)
     with torch.no_grad():
         expected = model(torch.from_numpy(probe[None]))[0].numpy()
     _, run = classifier.predict(probe)
-    alone = [
-        classifier.predict(probe[j * WINDOW_HOP_FRAMES : j * WINDOW_HOP_FRAMES + WINDOW_FRAMES])[1]
-        for j in range(len(run))
-    ]
+    alone = [classifier.predict(probe[j * hop : j * hop + frames])[1] for j in range(len(run))]
     if not (
         np.allclose(run, expected, atol=1e-3) and np.allclose(run, np.concatenate(alone), atol=1e-4)
     ):

@@ -64,7 +64,7 @@ def mine(
         audio = cache.audio(clip)
         scores = sigmoid(clip_logits(model, audio))
         for k in peaks(scores, mining.threshold, mining.spacing):
-            start = int(k) * SHIFT if len(audio) > window_samples() else 0
+            start = int(k) * SHIFT if len(audio) > window_samples(frames=model.window_frames) else 0
             c = index[str(clip.file)]
             windows += [(c, start, True)] * mining.cries + [(c, start, False)] * mining.negatives
     return tuple(windows)

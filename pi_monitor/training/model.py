@@ -22,15 +22,33 @@ from torch import nn
 
 AUDIOSET_CLASSES = 527
 TIME_LAYOUT = ((1, 2), (2, 2), (1, 1), (2, 2), (1, 1), (3, 2), (1, 1))  # (time, freq) strides
+Layout = tuple[tuple[int, int], ...]
 
 
-def receptive_field(layout: tuple[tuple[int, int], ...] = TIME_LAYOUT) -> tuple[int, int]:
+def layout(layers: int) -> Layout:
+    """The (time, freq) strides of `layers` convolutions: TIME_LAYOUT, then unstrided layers at
+    the full 12-frame jump, each widening the window by 24 frames (0.48 s) at the same hop."""
+    if layers < len(TIME_LAYOUT):
+        raise ValueError(f"widths needs at least {len(TIME_LAYOUT)} entries, one per layer")
+    return TIME_LAYOUT + ((1, 1),) * (layers - len(TIME_LAYOUT))
+
+
+def receptive_field(strides: Layout = TIME_LAYOUT) -> tuple[int, int]:
     """(frames one logit sees, frames between logits) for 3-frame kernels with these strides."""
     field, jump = 1, 1
-    for time_stride, _ in layout:
+    for time_stride, _ in strides:
         field += 2 * jump
         jump *= time_stride
     return field, jump
+
+
+def layers_for(frames: int) -> int:
+    """How many convolutions make a window of `frames` frames (53, 77, 101, ...)."""
+    base, hop = receptive_field()
+    extra, rest = divmod(frames - base, 2 * hop)
+    if extra < 0 or rest:
+        raise ValueError(f"a window of {frames} frames is not {base} plus a multiple of {2 * hop}")
+    return len(TIME_LAYOUT) + extra
 
 
 class _Block(nn.Module):
@@ -60,11 +78,10 @@ class CryNet(nn.Module):
         teacher_embeddings: tuple[int, ...] = (),
     ) -> None:
         super().__init__()
-        if len(widths) != len(TIME_LAYOUT):
-            raise ValueError(f"widths needs {len(TIME_LAYOUT)} entries, one per layer")
+        strides = layout(len(widths))
         self.input_norm = nn.BatchNorm2d(1)
         blocks, c, bands = [], 1, n_mels
-        for width, stride in zip(widths, TIME_LAYOUT, strict=True):
+        for width, stride in zip(widths, strides, strict=True):
             blocks.append(_Block(c, width, stride))
             c, bands = width, (bands - 1) // stride[1] + 1
         self.body = nn.Sequential(*blocks)
@@ -77,7 +94,7 @@ class CryNet(nn.Module):
         self.teachers = nn.ModuleList(nn.Conv2d(embedding, d, 1) for d in teacher_embeddings)
         self.register_buffer("temperature", torch.ones(()))
         self.n_mels = n_mels
-        self.window_frames, self.hop_frames = receptive_field()
+        self.window_frames, self.hop_frames = receptive_field(strides)
 
     def embedding(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, embedding, positions)."""

@@ -39,7 +39,7 @@ from pi_monitor.training.examples import (
 CHUNK = 256
 TeachersListen = Literal["middle", "end"]  # which 0.975 s of a window the teachers label
 PREFETCH = 4
-FIELDS = {  # name: (shape after the example axis, dtype)
+FIELDS = {  # name: (shape after the example axis, dtype); features: as many frames as a window
     "features": ((WINDOW_FRAMES, FRONT_END.n_mels), np.float16),
     "yamnet_embedding": ((1024,), np.float16),
     "yamnet_probability": ((521,), np.float16),
@@ -59,12 +59,14 @@ class PoolSpec:
     mixing: Mixing = field(default_factory=Mixing)
     hard: tuple[tuple[int, int, bool], ...] = ()  # mined windows: (clip, start, cry over it)
     teachers_listen: TeachersListen = "middle"
+    window_frames: int = WINDOW_FRAMES
 
     def digest(self, clips: Sequence[Clip]) -> str:
         """Names the pool's folder; a drawn pool's name leaves out the empty mined list, mixing
         options that are off (speed change, sounds in turn, runs of one) and teachers listening
         to the middle, so pools built before any of these existed are still found."""
         fields = asdict(self)
+        del fields["window_frames"]  # named below, where it always was
         if not self.hard:
             del fields["hard"]
         for option in ("speed", "in_turn", "runs_of_one"):
@@ -73,20 +75,28 @@ class PoolSpec:
         if self.teachers_listen == "middle":
             del fields["teachers_listen"]
         text = json.dumps(
-            [fields, asdict(FRONT_END), WINDOW_FRAMES, [str(c.file) for c in clips]],
+            [fields, asdict(FRONT_END), self.window_frames, [str(c.file) for c in clips]],
             sort_keys=True,
             default=str,
         )
         return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
-def teachers_start(listen: TeachersListen) -> int:
+def shapes(window_frames: int) -> dict[str, tuple[int, ...]]:
+    """Each field's shape after the example axis, for windows of `window_frames` frames."""
+    return {
+        name: (window_frames, FRONT_END.n_mels) if name == "features" else shape
+        for name, (shape, _) in FIELDS.items()
+    }
+
+
+def teachers_start(listen: TeachersListen, window_frames: int = WINDOW_FRAMES) -> int:
     """The first sample of a window the teachers hear. At a window's end, a cry that began
     inside it is labelled as soon as it is heard, not once it reaches the middle: with windows
     much longer than the teachers' 0.975 s, the middle answers half a window late."""
     from pi_monitor.training.teachers import WINDOW_SAMPLES
 
-    spare = window_samples() - WINDOW_SAMPLES
+    spare = window_samples(frames=window_frames) - WINDOW_SAMPLES
     return spare // 2 if listen == "middle" else spare
 
 
@@ -120,6 +130,10 @@ class Pool:
 
     def __len__(self) -> int:
         return len(self.arrays["label"])
+
+    @property
+    def window_frames(self) -> int:
+        return int(self.arrays["features"].shape[1])
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.arrays[name]
@@ -165,8 +179,8 @@ def build(
     meta = {"spec": asdict(spec), "clips": [str(c.file) for c in clips]}
     (folder / "meta.json").write_text(json.dumps(meta, default=str))
     arrays = {
-        name: _open(folder / f"{name}.npy", (chunks * CHUNK, *shape), dtype)
-        for name, (shape, dtype) in FIELDS.items()
+        name: _open(folder / f"{name}.npy", (chunks * CHUNK, *shape), FIELDS[name][1])
+        for name, shape in shapes(spec.window_frames).items()
     }
     done_path = folder / "done.npy"
     done = np.load(done_path) if done_path.is_file() else np.zeros(chunks, bool)
@@ -209,12 +223,12 @@ class _Labeller:
 
         self.clips = list(clips)
         self.index = {c.file: i for i, c in enumerate(clips)}
-        self.sampler = ExampleSampler(clips, cache, spec.mixing)
+        self.sampler = ExampleSampler(clips, cache, spec.mixing, spec.window_frames)
         self.extractor = FeatureExtractor(FRONT_END)
         self.teachers = Teachers(teachers)
         self.seed = spec.seed
         self.hard = spec.hard
-        self.listen_from = teachers_start(spec.teachers_listen)
+        self.listen_from = teachers_start(spec.teachers_listen, spec.window_frames)
 
     def chunk(self, index: int) -> tuple[int, dict[str, np.ndarray]]:
         from pi_monitor.training.teachers import WINDOW_SAMPLES

@@ -217,13 +217,19 @@ def train(
     started = time.process_time()
     torch.manual_seed(recipe.seed)
     torch.set_num_threads(recipe.threads)
+    model = student(recipe)
+    if model.window_frames != pool.window_frames:
+        raise ValueError(
+            f"{len(recipe.widths)} widths make a {model.window_frames}-frame window, but the "
+            f"pool's windows are {pool.window_frames} frames: give --window-frames and --widths "
+            "that agree"
+        )
     rng = np.random.default_rng(recipe.seed)
     targets = _targets(pool, rows, teacher, recipe, negative_weights)
     known = val_rows[val_pool["label"][val_rows] >= 0]
     val_x = np.asarray(val_pool["features"][known], np.float32)
     val_y = np.asarray(val_pool["label"][known], np.float64)
 
-    model = student(recipe)
     centres = _centres(pool, rows) if recipe.teacher_embedding_weight else []
     if start is not None:
         model.load_state_dict(start.state_dict())
@@ -294,7 +300,8 @@ def train(
 
 def clip_logits(model: CryNet, audio: np.ndarray) -> np.ndarray:
     """Every window of a clip at the model's hop, as the service computes them."""
-    frames = FeatureExtractor(FRONT_END).batch(pad_to(audio, window_samples()))
+    n = window_samples(frames=model.window_frames)
+    frames = FeatureExtractor(FRONT_END).batch(pad_to(audio, n))
     model.eval()
     with torch.no_grad():
         return model(torch.from_numpy(frames[None]))[0].numpy().astype(np.float64)
