@@ -3,13 +3,11 @@
 Pure state machine: scores and audio times in, `CryOnset` / `CryEnd` out. A bout starts when a
 score reaches the on-threshold and stays at or above the off-threshold for `min_bout_s`; it ends
 once no window has reached the off-threshold for `merge_gap_s`, so breaths and sobs between cries
-do not split it. Times are where a window's score is dated (`ModelInfo.score_frame`: the centre
-of what the score describes); `emitted_t` is when the decision could be made.
+do not split it. Times are window centres; `emitted_t` is when the decision could be made.
 
-The onset is dated where the run of windows above the off-threshold began, at most one span a
-score describes (the window, or the part of it the model was taught to hear) before the
-on-crossing: a cry's first window scores only partly, and the window that crosses the
-on-threshold is typically 0.5 s late. Confirmation still counts from the crossing,
+The onset is dated where the run of windows above the off-threshold began, at most one window
+length before the on-crossing: a cry's first window scores only partly, and the window that
+crosses the on-threshold is typically 0.5 s late. Confirmation still counts from the crossing,
 so back-dating moves `t`, never `emitted_t` or what is a bout. For the same reason a burst that
 crossed the on-threshold but fell back before `min_bout_s` is not forgotten: if a bout confirms
 less than `merge_gap_s` after it, the bout began with that burst, as a pause that short inside a
@@ -51,7 +49,7 @@ class DetectorParams:
         *,
         model_on: float,
         model_off: float | None,
-        heard_s: float,
+        window_s: float,
     ) -> DetectorParams:
         on = settings.on_threshold if settings.on_threshold is not None else model_on
         off = settings.off_threshold
@@ -62,13 +60,13 @@ class DetectorParams:
                 f"'detector.off_threshold' ({off}) must not exceed the on-threshold ({on}); "
                 "lower it or set 'detector.on_threshold'"
             )
-        return cls(on, off, settings.min_bout_s, settings.merge_gap_s, heard_s)
+        return cls(on, off, settings.min_bout_s, settings.merge_gap_s, window_s)
 
     @classmethod
     def for_model(cls, settings: DetectorSettings, info: ModelInfo) -> DetectorParams:
         """The service's rule: the model's thresholds and window unless the config overrides."""
         return cls.resolve(
-            settings, model_on=info.threshold, model_off=info.off_threshold, heard_s=info.heard_s
+            settings, model_on=info.threshold, model_off=info.off_threshold, window_s=info.window_s
         )
 
 

@@ -92,12 +92,3 @@ def test_the_metadata_a_model_is_exported_with_reads_back_as_the_same_info(test_
         assert ModelInfo.from_metadata(info.metadata(), str(path)) == info
     with_off = dataclasses.replace(CryClassifier(test_model).info, off_threshold=0.3)
     assert ModelInfo.from_metadata(with_off.metadata()).off_threshold == 0.3
-    heard = dataclasses.replace(with_off, heard_frames=48)
-    assert ModelInfo.from_metadata(heard.metadata()) == heard
-
-
-def test_heard_frames_outside_the_window_are_named(tmp_path) -> None:
-    for value in ("0", "101"):
-        path = _edit_metadata(loudness_model(tmp_path / f"{value}.onnx"), heard_frames=value)
-        with pytest.raises(ModelError, match=rf"heard_frames \({value}\) must be between 1 and"):
-            CryClassifier(path)

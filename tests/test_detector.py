@@ -102,7 +102,7 @@ def test_a_lead_in_alone_does_not_make_a_bout_longer_than_it_is() -> None:
 
 def test_thresholds_default_to_the_model_and_off_must_not_exceed_on() -> None:
     def resolve(settings: DetectorSettings, model_off: float | None) -> DetectorParams:
-        return DetectorParams.resolve(settings, model_on=0.7, model_off=model_off, heard_s=0.8)
+        return DetectorParams.resolve(settings, model_on=0.7, model_off=model_off, window_s=0.8)
 
     params = resolve(DetectorSettings(), model_off=None)
     assert (params.on_threshold, params.off_threshold) == (0.7, pytest.approx(0.42))

@@ -734,7 +734,7 @@ def test_cli_trains_evaluates_and_tabulates_on_a_corpus_folder(
     assert "| held-out-groups | YAMNet class 20 as it is |" in tables and "per source" in tables
 
 
-def test_cli_trains_and_mines_a_student_that_hears_a_longer_window_and_dates_it_at_its_end(
+def test_cli_trains_and_mines_a_student_that_hears_a_longer_window(
     tiny_corpus: Path, teachers: Path, tmp_path: Path
 ) -> None:
     from pi_monitor.classifier import CryClassifier
@@ -743,17 +743,13 @@ def test_cli_trains_and_mines_a_student_that_hears_a_longer_window_and_dates_it_
 
     model, checkpoint = tmp_path / "long.onnx", tmp_path / "long.pt"
     train = ["train", *_tiny_run(tiny_corpus, teachers, tmp_path), "--window-frames", "77"]
-    train += ["--teachers-listen", "end"]
     train += ["--epochs", "0.05", "--threads", "1", "--mine-rounds", "1", "--mine-threshold", "0"]
     train += ["--out", str(model), "--checkpoint", str(checkpoint)]
     with pytest.raises(SystemExit, match="--window-frames 77 needs 8 --widths, one per layer; 7"):
         main([*train, "--widths", "8,8,16,16,16,16,16"])
     assert not list(tmp_path.glob("cache/pool-*"))  # refused before any pool was built
     assert main(train) == 0
-    info = CryClassifier(model).info
-    assert (info.window_frames, info.heard_frames) == (77, 48)  # the teachers' last 0.975 s
-    assert main(["export", str(checkpoint), "--out", str(tmp_path / "again.onnx")]) == 0
-    assert CryClassifier(tmp_path / "again.onnx").info == info
+    assert CryClassifier(model).info.window_frames == 77
     assert load_checkpoint(checkpoint).recipe.widths == (16, 32, 32, 64, 64, 96, 96, 96)
     (mined,) = tmp_path.glob("long-*-stage1-mined.json")
     assert json.loads(mined.read_text())["windows"]  # the second stage learnt from them

@@ -258,7 +258,6 @@ def _train(args: argparse.Namespace, ws: Workspace, split: Split) -> Path:
     from pi_monitor.training.export import export
     from pi_monitor.training.heads import CryTeacher
     from pi_monitor.training.mining import Mining, mine
-    from pi_monitor.training.pool import heard_frames
     from pi_monitor.training.train import Recipe, load_checkpoint, save_checkpoint, train
 
     widths = _student_widths(args)  # before the pools: a wrong count fails at once
@@ -333,9 +332,6 @@ def _train(args: argparse.Namespace, ws: Workspace, split: Split) -> Path:
             f"{path}: stage {stage}, {len(mined)} mined examples, val loss {trained.val_loss:.4f}"
         )
     assert trained is not None
-    trained = dataclasses.replace(
-        trained, heard_frames=heard_frames(args.teachers_listen, args.window_frames)
-    )
     save_checkpoint(trained, args.checkpoint)
     export(trained, args.out)
     print(

@@ -68,7 +68,6 @@ class Scorer:
 
     name: str
     window_samples: int
-    heard_samples: int  # the end of the window a score describes (all of it, or the last part)
 
     def threshold(self, detector: DetectorSettings) -> float:
         raise NotImplementedError
@@ -85,7 +84,6 @@ class StudentScorer(Scorer):
         self.name = name
         info = self.classifier.info
         self.window_samples = window_samples(info.features, info.window_frames)
-        self.heard_samples = window_samples(info.features, info.heard_frames or info.window_frames)
 
     def threshold(self, detector: DetectorSettings) -> float:
         return DetectorParams.for_model(detector, self.classifier.info).on_threshold
@@ -117,16 +115,16 @@ class TeacherScorer(Scorer):
             row, "teacher ensemble"
         )
         self.row, self._rows, self._threshold = row, rows, threshold
-        self.window_samples = self.heard_samples = WINDOW_SAMPLES
+        self.window_samples = WINDOW_SAMPLES
 
     def threshold(self, detector: DetectorSettings) -> float:
         return detector.on_threshold if detector.on_threshold is not None else self._threshold
 
     def events(self, audio: np.ndarray, detector: DetectorSettings) -> list[Event]:
         rows = self._rows(audio)
-        heard_s = self.heard_samples / SAMPLE_RATE
+        window_s = self.window_samples / SAMPLE_RATE
         params = DetectorParams.resolve(
-            detector, model_on=self.threshold(detector), model_off=None, heard_s=heard_s
+            detector, model_on=self.threshold(detector), model_off=None, window_s=window_s
         )
         cry = CryDetector(params)
         events: list[Event] = []
@@ -135,7 +133,7 @@ class TeacherScorer(Scorer):
         ):
             logit = float(np.log(max(score, 1e-9) / max(1 - score, 1e-9)))
             events.append(Score(t=float(centre), score=float(score), logit=logit))
-            events += cry.update(float(centre), float(score), float(start) + heard_s)
+            events += cry.update(float(centre), float(score), float(start) + window_s)
         return events + cry.finish(len(audio) / SAMPLE_RATE)
 
 
@@ -394,7 +392,7 @@ def false_alarm_figures(
     clip playing when the score crossed the on-threshold, not at its back-dated `t`, which may
     lie in the clip before. `plays` > 1 repeats both in new orders: with short clips the rate
     hinges on which ones play next to each other, and more orders average that out."""
-    crossing_lag = scorer.heard_samples / SAMPLE_RATE / 2 + detector.min_bout_s
+    crossing_lag = scorer.window_samples / SAMPLE_RATE / 2 + detector.min_bout_s
     negatives = [c for c in test if not c.is_cry]
     rng = np.random.default_rng([seed, 7])
     seconds: dict[str, float] = defaultdict(float)

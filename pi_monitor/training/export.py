@@ -27,7 +27,6 @@ def metadata(trained: Trained) -> dict[str, str]:
         window_frames=trained.model.window_frames,
         window_hop_frames=trained.model.hop_frames,
         threshold=round(trained.threshold, 4),
-        heard_frames=trained.heard_frames,
         description=(
             f"CryNet time-convolutional CNN distilled from YAMNet and mn04, "
             f"{trained.macs_per_window} MACs/window ({trained.macs_per_hop} per hop in a long "

@@ -100,14 +100,6 @@ def teachers_start(listen: TeachersListen, window_frames: int = WINDOW_FRAMES) -
     return spare // 2 if listen == "middle" else spare
 
 
-def heard_frames(listen: TeachersListen, window_frames: int = WINDOW_FRAMES) -> int | None:
-    """The frames at a window's end whose audio the teachers labelled, where they listened to
-    its end; None where they listened to its middle, whose centre is the window's own."""
-    if listen == "middle":
-        return None
-    return window_frames - -(-teachers_start(listen, window_frames) // FRONT_END.hop_length)
-
-
 class Pool:
     """A built pool, memory-mapped; `clips[parts[i, k]]` made window i (-1: unused slot)."""
 

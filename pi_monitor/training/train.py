@@ -87,7 +87,6 @@ class Trained:
     macs_per_window: int
     macs_per_hop: int
     seconds: float
-    heard_frames: int | None = None  # the window's end its labels described (pool.heard_frames)
 
 
 def _targets(
