@@ -23,6 +23,7 @@ import soundfile
 
 from pi_monitor.training import augment
 from pi_monitor.training.corpus import (
+    SAMPLE_RATE,
     AudioCache,
     Clip,
     Split,
@@ -755,6 +756,40 @@ def test_cli_trains_and_mines_a_student_that_hears_a_longer_window(
     assert json.loads(mined.read_text())["windows"]  # the second stage learnt from them
     pools = tmp_path.glob("cache/pool-*/features.npy")
     assert {np.load(f, mmap_mode="r").shape[1] for f in pools} == {77}
+
+
+def test_cli_joins_a_short_and_a_long_student_under_a_threshold_of_its_own(
+    tiny_corpus: Path, teachers: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from pi_monitor.classifier import CryClassifier
+    from pi_monitor.config import DEFAULT_MODEL
+    from pi_monitor.training.__main__ import main
+    from pi_monitor.training.evaluate import StudentScorer, validation_threshold
+
+    run = _tiny_run(tiny_corpus, teachers, tmp_path)
+    long = tmp_path / "long.onnx"
+    train = ["train", *run, "--window-frames", "77", "--epochs", "0.05", "--threads", "1"]
+    assert main([*train, "--mine-rounds", "0", "--out", str(long)]) == 0
+    joined, half = tmp_path / "j.onnx", tmp_path / "j16.onnx"
+    assert main(["join", *run, str(DEFAULT_MODEL), str(long), "--out", str(joined)]) == 0
+    assert main(["join", *run, str(DEFAULT_MODEL), str(long), "--out", str(half), "--float16"]) == 0
+    assert "threshold" in capsys.readouterr().out
+
+    j, short, lo = CryClassifier(joined), CryClassifier(DEFAULT_MODEL), CryClassifier(long)
+    assert j.info.window_frames == 77
+    clips = read_manifest(tiny_corpus)  # the rule on the join's own scores, not a member's copied
+    scorer, cache = StudentScorer(joined), AudioCache(clips, SAMPLE_RATE, tmp_path / "cache")
+    val = held_out_groups(clips, 0).val
+    assert j.info.threshold == round(validation_threshold(scorer, val, cache, floor=0.5), 4)
+    probe = np.random.default_rng(3).normal(-8, 3, (77 + 12 * 12, 64)).astype(np.float32)
+    mean = (short.predict(probe)[1][2:] + lo.predict(probe)[1]) / 2  # 53 frames end 2 hops in
+    np.testing.assert_allclose(j.predict(probe)[1], mean, atol=1e-4)
+    np.testing.assert_allclose(CryClassifier(half).predict(probe)[1], mean, atol=1e-2)
+    assert half.stat().st_size < 0.6 * joined.stat().st_size
+
+    swapped = tmp_path / "swapped.onnx"
+    assert main(["join", *run, str(long), str(DEFAULT_MODEL), "--out", str(swapped)]) == 2
+    assert "must exceed" in capsys.readouterr().err and not swapped.exists()
 
 
 def test_cli_names_a_missing_corpus(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -9,6 +9,8 @@ evaluate  replays the split's test clips through the service pipeline and prints
 loso      train + evaluate (with the teacher rows) every leave-one-source-out fold
 tables    the model card's Markdown tables from evaluation reports (JSON)
 curve     onset F1 against false alarms over several runs' reports: the line and each run's distance
+join      one model averaging a short and a long student's logits (J), its threshold fitted by
+          the student's rule on the split's validation clips
 teachers  what the AudioSet teachers (YAMNet, mn04) hear in audio files, over time
 transfer  builds the transfer audio (Debian packages, rendered lullabies) into DIR/transfer
 """
@@ -365,6 +367,21 @@ def _scorers(args: argparse.Namespace, ws: Workspace, split: Split, ensemble: bo
     return scorers
 
 
+def _fit_join_threshold(args: argparse.Namespace, ws: Workspace, split: Split) -> None:
+    """The join's own on-threshold: the student's rule on the join's validation scores."""
+    from pi_monitor.training.evaluate import StudentScorer, validation_threshold
+    from pi_monitor.training.join import set_threshold
+
+    scorer = StudentScorer(args.out)
+    threshold = validation_threshold(scorer, split.val, ws.cache, floor=ON_THRESHOLD_RANGE[0])
+    set_threshold(args.out, threshold)
+    print(
+        f"{args.out}: mean of {args.short.name} and {args.long.name}, "
+        f"{scorer.classifier.info.window_frames} frames, threshold {threshold:.4f} "
+        f"(the student's rule on split {split.name}'s validation clips)"
+    )
+
+
 def _write_report(args: argparse.Namespace, reports: list[dict]) -> None:
     if args.report:
         args.report.parent.mkdir(parents=True, exist_ok=True)
@@ -534,6 +551,12 @@ def main(argv: list[str] | None = None) -> int:
             help="add the teacher rows (YAMNet and mn04 as they are, the ensemble); "
             "loso adds them unless --no-with-teachers",
         )
+    p = sub.add_parser("join")
+    _common(p)
+    p.add_argument("short", type=Path, help="exported student with the shorter window")
+    p.add_argument("long", type=Path, help="exported student whose window is whole hops longer")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--float16", action="store_true", help="store the weights at half size")
     p = sub.add_parser("export")
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--out", type=Path, default=DEFAULT_MODEL)
@@ -597,13 +620,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "evaluate":  # a wrong --model is named now, not after the corpus
             CryClassifier(Path(args.model))
+        if args.command == "join":  # written first, so a wrong member costs no corpus read
+            from pi_monitor.training.join import join
+
+            join(args.short, args.long, args.out, args.float16)
         ws = Workspace(args)
         config = getattr(args, "config", None)  # evaluate and loso only
         detector = load_settings(config).detector if config else DetectorSettings()
-    except (FileNotFoundError, ConfigError, ModelError, PackageError, RenderError) as e:
+    except (FileNotFoundError, ConfigError, ModelError, PackageError, RenderError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if args.command == "train":
+    if args.command == "join":
+        _fit_join_threshold(args, ws, _split(args, ws.clips))
+    elif args.command == "train":
         _train(args, ws, _split(args, ws.clips))
     elif args.command == "evaluate" and args.on == "outside":
         try:

@@ -181,11 +181,14 @@ def clip_score(scorer: Scorer, audio: np.ndarray) -> float:
     return max(window_scores(scorer, audio))
 
 
-def validation_threshold(scorer: Scorer, val: Sequence[Clip], cache: AudioCache) -> float:
-    """The teachers' rule for an on-threshold, like the student's: a high quantile of window
-    scores on validation negatives (bounded below so a near-silent teacher still detects)."""
+def validation_threshold(
+    scorer: Scorer, val: Sequence[Clip], cache: AudioCache, floor: float = 0.05
+) -> float:
+    """The student's rule for an on-threshold, for what has no training run to fit it (a teacher,
+    a join): a high quantile of window scores on validation negatives (a teacher's floor is low
+    so that a near-silent one still detects)."""
     scores = np.concatenate([window_scores(scorer, cache.audio(c)) for c in val if not c.is_cry])
-    return threshold_from_negatives(scores, THRESHOLD_QUANTILE, floor=0.05)
+    return threshold_from_negatives(scores, THRESHOLD_QUANTILE, floor=floor)
 
 
 def threshold_from_negatives(scores: np.ndarray, quantile: float, floor: float) -> float:
