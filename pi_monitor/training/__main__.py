@@ -627,7 +627,7 @@ def main(argv: list[str] | None = None) -> int:
         ws = Workspace(args)
         config = getattr(args, "config", None)  # evaluate and loso only
         detector = load_settings(config).detector if config else DetectorSettings()
-    except (FileNotFoundError, ConfigError, ModelError, PackageError, RenderError, ValueError) as e:
+    except (FileNotFoundError, ConfigError, ModelError, PackageError, RenderError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.command == "join":

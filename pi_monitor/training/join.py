@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, compose, helper, numpy_helper
 
-from pi_monitor.classifier import CryClassifier, ModelInfo
+from pi_monitor.classifier import CryClassifier, ModelError, ModelInfo
 
 HALF_MIN_SIZE = 16  # float16 storage halves the weight tensors; scalars and indices stay
 
@@ -28,10 +28,10 @@ def join(short_path: Path, long_path: Path, out: Path, float16: bool = False) ->
     short, long = CryClassifier(short_path), CryClassifier(long_path)
     a, b = short.info, long.info
     if a.features != b.features or a.window_hop_frames != b.window_hop_frames:
-        raise ValueError(f"{short_path} and {long_path} have different front ends or hops")
+        raise ModelError(f"{short_path} and {long_path} have different front ends or hops")
     skip, rest = divmod(b.window_frames - a.window_frames, b.window_hop_frames)
     if skip < 0 or rest:
-        raise ValueError(
+        raise ModelError(
             f"{long_path}'s window ({b.window_frames} frames) must exceed {short_path}'s "
             f"({a.window_frames}) by whole hops of {b.window_hop_frames}"
         )
