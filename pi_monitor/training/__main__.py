@@ -367,11 +367,12 @@ def _scorers(args: argparse.Namespace, ws: Workspace, split: Split, ensemble: bo
     return scorers
 
 
-def _fit_join_threshold(args: argparse.Namespace, ws: Workspace, split: Split) -> None:
-    """The join's own on-threshold: the student's rule on the join's validation scores."""
+def _join(args: argparse.Namespace, ws: Workspace, split: Split) -> None:
+    """The join, under its own on-threshold: the student's rule on the join's validation scores."""
     from pi_monitor.training.evaluate import StudentScorer, validation_threshold
-    from pi_monitor.training.join import set_threshold
+    from pi_monitor.training.join import join, set_threshold
 
+    join(args.short, args.long, args.out, args.float16)
     scorer = StudentScorer(args.out)
     threshold = validation_threshold(scorer, split.val, ws.cache, floor=ON_THRESHOLD_RANGE[0])
     set_threshold(args.out, threshold)
@@ -620,10 +621,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "evaluate":  # a wrong --model is named now, not after the corpus
             CryClassifier(Path(args.model))
-        if args.command == "join":  # written first, so a wrong member costs no corpus read
-            from pi_monitor.training.join import join
+        if args.command == "join":  # a wrong pair is named now, not after the corpus
+            from pi_monitor.training.join import members
 
-            join(args.short, args.long, args.out, args.float16)
+            members(args.short, args.long)
         ws = Workspace(args)
         config = getattr(args, "config", None)  # evaluate and loso only
         detector = load_settings(config).detector if config else DetectorSettings()
@@ -631,7 +632,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.command == "join":
-        _fit_join_threshold(args, ws, _split(args, ws.clips))
+        _join(args, ws, _split(args, ws.clips))
     elif args.command == "train":
         _train(args, ws, _split(args, ws.clips))
     elif args.command == "evaluate" and args.on == "outside":

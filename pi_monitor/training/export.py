@@ -9,19 +9,21 @@ computes something else, or whose long runs differ from its windows fails here, 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
-import torch
 
 from pi_monitor.classifier import CryClassifier, ModelInfo
 from pi_monitor.training.examples import FRONT_END
-from pi_monitor.training.train import Trained
+
+if TYPE_CHECKING:  # torch is imported where a network is exported, not to write metadata
+    from pi_monitor.training.train import Trained
 
 OPSET = 17
 
 
-def metadata(trained: Trained) -> dict[str, str]:
+def model_info(trained: Trained) -> ModelInfo:
     return ModelInfo(
         features=FRONT_END,
         window_frames=trained.model.window_frames,
@@ -34,11 +36,29 @@ def metadata(trained: Trained) -> dict[str, str]:
             f"seed {trained.recipe.seed}, {trained.recipe.epochs:g} epochs; "
             "see pi_monitor/models/MODEL_CARD.md"
         ),
-    ).metadata()
+    )
+
+
+def write(proto: onnx.ModelProto, info: ModelInfo, path: Path) -> None:
+    """Save an ONNX graph with `info` as its only metadata, the keys the service reads."""
+    del proto.metadata_props[:]
+    for key, value in info.metadata().items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(proto)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(proto, str(path))
+
+
+def probe(info: ModelInfo) -> np.ndarray:
+    """Log-mel-like frames for checking a written model: one window and 20 hops more."""
+    shape = (info.window_frames + 20 * info.window_hop_frames, info.features.n_mels)
+    return np.random.default_rng(0).normal(-8, 3, shape).astype(np.float32)
 
 
 def export(trained: Trained, path: Path) -> CryClassifier:
     """Write `path` and return it loaded through the service's classifier."""
+    import torch
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = trained.model.eval()
@@ -54,19 +74,13 @@ def export(trained: Trained, path: Path) -> CryClassifier:
         opset_version=OPSET,
         dynamo=False,
     )
-    proto = onnx.load(str(path))
-    del proto.metadata_props[:]
-    for key, value in metadata(trained).items():
-        proto.metadata_props.add(key=key, value=value)
-    onnx.checker.check_model(proto)
-    onnx.save(proto, str(path))
+    write(onnx.load(str(path)), model_info(trained), path)
     classifier = CryClassifier(path)
-    shape = (frames + 20 * hop, FRONT_END.n_mels)
-    probe = np.random.default_rng(0).normal(-8, 3, shape).astype(np.float32)
+    frames_in = probe(classifier.info)
     with torch.no_grad():
-        expected = model(torch.from_numpy(probe[None]))[0].numpy()
-    _, run = classifier.predict(probe)
-    alone = [classifier.predict(probe[j * hop : j * hop + frames])[1] for j in range(len(run))]
+        expected = model(torch.from_numpy(frames_in[None]))[0].numpy()
+    _, run = classifier.predict(frames_in)
+    alone = [classifier.predict(frames_in[j * hop : j * hop + frames])[1] for j in range(len(run))]
     if not (
         np.allclose(run, expected, atol=1e-3) and np.allclose(run, np.concatenate(alone), atol=1e-4)
     ):

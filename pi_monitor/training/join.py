@@ -18,13 +18,14 @@ import onnx
 from onnx import TensorProto, compose, helper, numpy_helper
 
 from pi_monitor.classifier import CryClassifier, ModelError, ModelInfo
+from pi_monitor.training.export import probe, write
 
 HALF_MIN_SIZE = 16  # float16 storage halves the weight tensors; scalars and indices stay
 
 
-def join(short_path: Path, long_path: Path, out: Path, float16: bool = False) -> CryClassifier:
-    """Write the join of two exported students to `out` (with the long member's threshold until
-    `set_threshold` fits its own) and return it loaded through the service's classifier."""
+def members(short_path: Path, long_path: Path) -> tuple[CryClassifier, CryClassifier, int]:
+    """Both students, loaded, and how many hops the short one's windows start before the long
+    one's; a pair that cannot be joined is refused with both files named."""
     short, long = CryClassifier(short_path), CryClassifier(long_path)
     a, b = short.info, long.info
     if a.features != b.features or a.window_hop_frames != b.window_hop_frames:
@@ -35,19 +36,30 @@ def join(short_path: Path, long_path: Path, out: Path, float16: bool = False) ->
             f"{long_path}'s window ({b.window_frames} frames) must exceed {short_path}'s "
             f"({a.window_frames}) by whole hops of {b.window_hop_frames}"
         )
-    members = onnx.load(str(short_path)), onnx.load(str(long_path))
-    graph = _graph(*members, skip, float16, b.features.n_mels)
+    return short, long, skip
+
+
+def join(short_path: Path, long_path: Path, out: Path, float16: bool = False) -> CryClassifier:
+    """Write the join of two exported students to `out` (with the long member's threshold until
+    `set_threshold` fits its own) and return it loaded through the service's classifier."""
+    short, long, skip = members(short_path, long_path)
+    protos = onnx.load(str(short_path)), onnx.load(str(long_path))
+    graph = _graph(*protos, skip, float16, long.info.features.n_mels)
     description = f"J: mean of the calibrated logits of {short_path.name} and {long_path.name}"
-    _save(graph, dataclasses.replace(b, description=description), out)
+    write(graph, dataclasses.replace(long.info, description=description), out)
     joined = CryClassifier(out)
-    _verify(joined, short, long, skip, atol=1e-2 if float16 else 1e-4)
+    frames = probe(long.info)  # the join's logits are the mean of its members', window by window
+    expected = (short.predict(frames)[1][skip:] + long.predict(frames)[1]) / 2
+    if not np.allclose(joined.predict(frames)[1], expected, atol=1e-2 if float16 else 1e-4):
+        raise RuntimeError(f"{out}: the joined logits differ from the members' mean")
     return joined
 
 
 def set_threshold(path: Path, threshold: float) -> None:
     """Rewrite the on-threshold in a model's metadata, leaving every other key as it is."""
-    info = dataclasses.replace(CryClassifier(path).info, threshold=round(threshold, 4))
-    _save(onnx.load(str(path)), info, path)
+    proto = onnx.load(str(path))
+    info = ModelInfo.from_metadata({p.key: p.value for p in proto.metadata_props}, str(path))
+    write(proto, dataclasses.replace(info, threshold=round(threshold, 4)), path)
 
 
 def _graph(
@@ -90,24 +102,3 @@ def _graph(
     model = helper.make_model(graph, opset_imports=short.opset_import)
     model.ir_version = short.ir_version
     return model
-
-
-def _save(model: onnx.ModelProto, info: ModelInfo, path: Path) -> None:
-    del model.metadata_props[:]
-    for key, value in info.metadata().items():
-        model.metadata_props.add(key=key, value=value)
-    onnx.checker.check_model(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
-
-
-def _verify(
-    joined: CryClassifier, short: CryClassifier, long: CryClassifier, skip: int, atol: float
-) -> None:
-    """The join's logits are the mean of its members' on the same frames, window by window."""
-    info = long.info
-    shape = (info.window_frames + 20 * info.window_hop_frames, info.features.n_mels)
-    probe = np.random.default_rng(0).normal(-8, 3, shape).astype(np.float32)
-    expected = (short.predict(probe)[1][skip:] + long.predict(probe)[1]) / 2
-    if not np.allclose(joined.predict(probe)[1], expected, atol=atol):
-        raise RuntimeError(f"{joined.path}: the joined logits differ from the members' mean")
