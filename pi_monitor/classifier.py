@@ -32,7 +32,9 @@ FEATURE_KEYS = {
 }
 WINDOW_KEYS = {"window_frames": int, "window_hop_frames": int, "threshold": float}
 REQUIRED_KEYS = (*FEATURE_KEYS, *WINDOW_KEYS)
-OPTIONAL_KEYS = {"off_threshold": float, "description": str}
+# heard_frames: the frames at a window's end that its score describes (a join: its short member
+# reads the last frames of the long window); absent, the whole window
+OPTIONAL_KEYS = {"off_threshold": float, "heard_frames": int, "description": str}
 MAX_POSITIONS = 256  # windows per onnxruntime call: bounds the memory of a long replay block
 
 
@@ -49,11 +51,18 @@ class ModelInfo:
     window_hop_frames: int
     threshold: float
     off_threshold: float | None = None
+    heard_frames: int | None = None
     description: str = ""
 
     @property
     def window_s(self) -> float:
         return self.window_frames * self.features.hop_length / self.features.sample_rate
+
+    def score_frame(self, start: int) -> float:
+        """The frame at which the score of the window starting at frame `start` is dated: the
+        centre of what the score describes, so an onset is dated where the model heard it."""
+        heard = self.heard_frames or self.window_frames
+        return start + self.window_frames - heard + (heard - 1) / 2
 
     @property
     def hop_s(self) -> float:
@@ -77,12 +86,19 @@ class ModelInfo:
         if not 0.0 < values["threshold"] < 1.0:
             raise ModelError(f"{source}: threshold must be in (0, 1), got {values['threshold']}")
         off = _parse(meta, "off_threshold", float, source) if "off_threshold" in meta else None
+        heard = _parse(meta, "heard_frames", int, source) if "heard_frames" in meta else None
+        if heard is not None and not 1 <= heard <= values["window_frames"]:
+            raise ModelError(
+                f"{source}: heard_frames ({heard}) must be between 1 and window_frames "
+                f"({values['window_frames']})"
+            )
         return cls(
             features=features,
             window_frames=values["window_frames"],
             window_hop_frames=values["window_hop_frames"],
             threshold=values["threshold"],
             off_threshold=off,
+            heard_frames=heard,
             description=meta.get("description", ""),
         )
 

@@ -79,7 +79,7 @@ class Pipeline:
         p = self.features.params
         events: list[Event] = []
         for start, score, logit in zip(starts, scores.tolist(), logits.tolist(), strict=True):
-            t = p.frame_time(start + (self._size - 1) / 2)
+            t = p.frame_time(self.classifier.info.score_frame(start))
             decided_t = self._sample_end(start + self._size - 1) / p.sample_rate
             events.append(Score(t=t, score=score, logit=logit))
             events.extend(self.detector.update(t, score, decided_t))

@@ -12,8 +12,10 @@ import pytest
 from pi_monitor.audio import FileSource
 from pi_monitor.classifier import CryClassifier
 from pi_monitor.config import DetectorSettings
-from pi_monitor.events import Score
+from pi_monitor.events import CryOnset, Score
 from pi_monitor.pipeline import Pipeline
+
+from model_factory import loudness_model
 
 
 def _events(model, path, block: int) -> list[dict]:
@@ -52,6 +54,29 @@ def test_scores_come_every_window_hop_at_window_centres(test_model) -> None:
     # First window: frames 0..99 of 10 ms (256-sample FFT at 8 kHz); its centre is 0.511 s.
     assert times[0] == pytest.approx(0.511)
     assert pipeline.time_s == pytest.approx(5.0)
+
+
+def test_a_join_dates_scores_and_onsets_at_the_part_of_its_window_it_hears(tmp_path) -> None:
+    """With `heard_frames` a score describes the window's last frames: its time, and so the
+    onset's, moves to their centre; when the onset is decided, and the lookback, do not."""
+    plain = CryClassifier(loudness_model(tmp_path / "plain.onnx"))
+    end = CryClassifier(loudness_model(tmp_path / "end.onnx", heard_frames=40))
+    sr = plain.info.features.sample_rate
+    audio = np.zeros(sr * 12, np.float32)
+    audio[sr * 5 :] = np.random.default_rng(0).normal(0, 0.3, sr * 7)  # loud from 5 s on
+    runs = {}
+    for name, classifier in (("plain", plain), ("end", end)):
+        events = Pipeline(classifier, DetectorSettings()).process(audio)
+        runs[name] = (
+            [e.t for e in events if isinstance(e, Score)],
+            [e for e in events if isinstance(e, CryOnset)],
+        )
+    # frames 60..99 of the first window (10 ms frames): centre 0.811 s, not 0.511 s
+    assert runs["end"][0][0] == pytest.approx(0.811)
+    assert np.array(runs["end"][0]) - np.array(runs["plain"][0]) == pytest.approx(0.3)
+    (plain_onset,), (end_onset,) = runs["plain"][1], runs["end"][1]
+    assert end_onset.emitted_t == plain_onset.emitted_t
+    assert end_onset.t - plain_onset.t == pytest.approx(0.3)
 
 
 def test_each_score_comes_with_the_sample_that_completes_its_window(test_model) -> None:

@@ -777,6 +777,7 @@ def test_cli_joins_a_short_and_a_long_student_under_a_threshold_of_its_own(
 
     j, short, lo = CryClassifier(joined), CryClassifier(DEFAULT_MODEL), CryClassifier(long)
     assert j.info.window_frames == 77
+    assert j.info.heard_frames == short.info.window_frames  # dated where the short member hears
     clips = read_manifest(tiny_corpus)  # the rule on the join's own scores, not a member's copied
     scorer, cache = StudentScorer(joined), AudioCache(clips, SAMPLE_RATE, tmp_path / "cache")
     val = held_out_groups(clips, 0).val

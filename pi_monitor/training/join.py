@@ -46,7 +46,14 @@ def join(short_path: Path, long_path: Path, out: Path, float16: bool = False) ->
     protos = onnx.load(str(short_path)), onnx.load(str(long_path))
     graph = _graph(*protos, skip, float16, long.info.features.n_mels)
     description = f"J: mean of the calibrated logits of {short_path.name} and {long_path.name}"
-    write(graph, dataclasses.replace(long.info, description=description), out)
+    # both members were taught on the window's last second: date each score there, as the short
+    # member alone would be dated, so the long window does not move onsets earlier
+    info = dataclasses.replace(
+        long.info,
+        heard_frames=short.info.heard_frames or short.info.window_frames,
+        description=description,
+    )
+    write(graph, info, out)
     joined = CryClassifier(out)
     frames = probe(long.info)  # the join's logits are the mean of its members', window by window
     expected = (short.predict(frames)[1][skip:] + long.predict(frames)[1]) / 2
