@@ -758,7 +758,7 @@ def test_cli_trains_and_mines_a_student_that_hears_a_longer_window(
     assert {np.load(f, mmap_mode="r").shape[1] for f in pools} == {77}
 
 
-def test_cli_joins_a_short_and_a_long_student_under_a_threshold_of_its_own(
+def test_cli_joins_short_and_long_students_under_a_threshold_of_its_own(
     tiny_corpus: Path, teachers: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     from pi_monitor.classifier import CryClassifier
@@ -767,12 +767,15 @@ def test_cli_joins_a_short_and_a_long_student_under_a_threshold_of_its_own(
     from pi_monitor.training.evaluate import StudentScorer, validation_threshold
 
     run = _tiny_run(tiny_corpus, teachers, tmp_path)
-    long = tmp_path / "long.onnx"
-    train = ["train", *run, "--window-frames", "77", "--epochs", "0.05", "--threads", "1"]
-    assert main([*train, "--mine-rounds", "0", "--out", str(long)]) == 0
-    joined, half = tmp_path / "j.onnx", tmp_path / "j16.onnx"
+    long, other = tmp_path / "long.onnx", tmp_path / "other.onnx"
+    train = ["train", *run, "--epochs", "0.05", "--threads", "1", "--mine-rounds", "0"]
+    assert main([*train, "--window-frames", "77", "--out", str(long)]) == 0
+    assert main([*train, "--window-frames", "77", "--train-seed", "1", "--out", str(other)]) == 0
+    joined, half, three = tmp_path / "j.onnx", tmp_path / "j16.onnx", tmp_path / "j3.onnx"
     assert main(["join", *run, str(DEFAULT_MODEL), str(long), "--out", str(joined)]) == 0
     assert main(["join", *run, str(DEFAULT_MODEL), str(long), "--out", str(half), "--float16"]) == 0
+    students = [str(DEFAULT_MODEL), str(other), str(long)]  # a window may equal the longest
+    assert main(["join", *run, *students, "--out", str(three), "--float16"]) == 0
     assert "threshold" in capsys.readouterr().out
 
     j, short, lo = CryClassifier(joined), CryClassifier(DEFAULT_MODEL), CryClassifier(long)
@@ -787,10 +790,16 @@ def test_cli_joins_a_short_and_a_long_student_under_a_threshold_of_its_own(
     np.testing.assert_allclose(j.predict(probe)[1], mean, atol=1e-4)
     np.testing.assert_allclose(CryClassifier(half).predict(probe)[1], mean, atol=1e-2)
     assert half.stat().st_size < 0.6 * joined.stat().st_size
+    seed1 = CryClassifier(other).predict(probe)[1]
+    mean3 = (short.predict(probe)[1][2:] + seed1 + lo.predict(probe)[1]) / 3
+    np.testing.assert_allclose(CryClassifier(three).predict(probe)[1], mean3, atol=1e-2)
+    assert CryClassifier(three).info.heard_frames == short.info.window_frames
 
     swapped = tmp_path / "swapped.onnx"
     assert main(["join", *run, str(long), str(DEFAULT_MODEL), "--out", str(swapped)]) == 2
-    assert "must exceed" in capsys.readouterr().err and not swapped.exists()
+    assert "must equal or exceed" in capsys.readouterr().err and not swapped.exists()
+    assert main(["join", *run, str(long), "--out", str(swapped)]) == 2
+    assert "two students or more" in capsys.readouterr().err and not swapped.exists()
 
 
 def test_cli_names_a_missing_corpus(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

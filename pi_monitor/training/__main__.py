@@ -9,8 +9,8 @@ evaluate  replays the split's test clips through the service pipeline and prints
 loso      train + evaluate (with the teacher rows) every leave-one-source-out fold
 tables    the model card's Markdown tables from evaluation reports (JSON)
 curve     onset F1 against false alarms over several runs' reports: the line and each run's distance
-join      one model averaging a short and a long student's logits (J), its threshold fitted by
-          the student's rule on the split's validation clips
+join      one model averaging students' logits (short windows and a long one, J), its threshold
+          fitted by the student's rule on the split's validation clips
 teachers  what the AudioSet teachers (YAMNet, mn04) hear in audio files, over time
 transfer  builds the transfer audio (Debian packages, rendered lullabies) into DIR/transfer
 """
@@ -372,12 +372,12 @@ def _join(args: argparse.Namespace, ws: Workspace, split: Split) -> None:
     from pi_monitor.training.evaluate import StudentScorer, validation_threshold
     from pi_monitor.training.join import join, set_threshold
 
-    join(args.short, args.long, args.out, args.float16)
+    join(args.students, args.out, args.float16)
     scorer = StudentScorer(args.out)
     threshold = validation_threshold(scorer, split.val, ws.cache, floor=ON_THRESHOLD_RANGE[0])
     set_threshold(args.out, threshold)
     print(
-        f"{args.out}: mean of {args.short.name} and {args.long.name}, "
+        f"{args.out}: mean of {', '.join(p.name for p in args.students)}, "
         f"{scorer.classifier.info.window_frames} frames, threshold {threshold:.4f} "
         f"(the student's rule on split {split.name}'s validation clips)"
     )
@@ -554,8 +554,12 @@ def main(argv: list[str] | None = None) -> int:
         )
     p = sub.add_parser("join")
     _common(p)
-    p.add_argument("short", type=Path, help="exported student with the shorter window")
-    p.add_argument("long", type=Path, help="exported student whose window is whole hops longer")
+    p.add_argument(
+        "students",
+        type=Path,
+        nargs="+",
+        help="exported students, the longest window last (the others shorter by whole hops)",
+    )
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--float16", action="store_true", help="store the weights at half size")
     p = sub.add_parser("export")
@@ -621,10 +625,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "evaluate":  # a wrong --model is named now, not after the corpus
             CryClassifier(Path(args.model))
-        if args.command == "join":  # a wrong pair is named now, not after the corpus
+        if args.command == "join":  # a wrong set is named now, not after the corpus
             from pi_monitor.training.join import members
 
-            members(args.short, args.long)
+            members(args.students)
         ws = Workspace(args)
         config = getattr(args, "config", None)  # evaluate and loso only
         detector = load_settings(config).detector if config else DetectorSettings()

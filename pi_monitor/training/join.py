@@ -1,10 +1,10 @@
-"""One ONNX graph that averages two students' calibrated logits: a short window's and a long one's
-(J, stops 43-45 in docs/MODEL_EXPERIMENTS.md). What the two contexts err on differs, so their mean
-sits above the line the single students lie on; the short member reads its window's worth of the
-last frames of the long member's window, so one score still answers for one window.
+"""One ONNX graph that averages several students' calibrated logits: short windows' and a long
+one's (J, stops 43-47 in docs/MODEL_EXPERIMENTS.md). What the contexts err on differs, so their
+mean sits above the line the single students lie on; each shorter member reads its window's worth
+of the last frames of the long member's window, so one score still answers for one window.
 
 The threshold is not copied from a member: averaging pulls the extreme non-cry scores in, so the
-shipped rule fitted on the join gives less than either member's (`python -m pi_monitor.training
+shipped rule fitted on the join gives less than any member's (`python -m pi_monitor.training
 join` fits it on the split's validation clips through `set_threshold`).
 """
 
@@ -21,42 +21,48 @@ from pi_monitor.classifier import CryClassifier, ModelError, ModelInfo
 from pi_monitor.training.export import probe, write
 
 HALF_MIN_SIZE = 16  # float16 storage halves the weight tensors; scalars and indices stay
+_SLICE = {"j_end": [2**62], "j_axis": [1]}  # a shorter member's positions, to the end
 
 
-def members(short_path: Path, long_path: Path) -> tuple[CryClassifier, CryClassifier, int]:
-    """Both students, loaded, and how many hops the short one's windows start before the long
-    one's; a pair that cannot be joined is refused with both files named."""
-    short, long = CryClassifier(short_path), CryClassifier(long_path)
-    a, b = short.info, long.info
-    if a.features != b.features or a.window_hop_frames != b.window_hop_frames:
-        raise ModelError(f"{short_path} and {long_path} have different front ends or hops")
-    skip, rest = divmod(b.window_frames - a.window_frames, b.window_hop_frames)
-    if skip < 0 or rest:
-        raise ModelError(
-            f"{long_path}'s window ({b.window_frames} frames) must exceed {short_path}'s "
-            f"({a.window_frames}) by whole hops of {b.window_hop_frames}"
-        )
-    return short, long, skip
+def members(paths: list[Path]) -> list[tuple[CryClassifier, int]]:
+    """Every student, loaded, with how many hops its windows start before the last (longest)
+    one's; a set that cannot be joined is refused with the files named."""
+    if len(paths) < 2:
+        raise ModelError(f"a join needs two students or more, not {len(paths)}")
+    loaded = [CryClassifier(p) for p in paths]
+    last, last_path = loaded[-1].info, paths[-1]
+    joined = []
+    for path, student in zip(paths, loaded, strict=True):
+        a = student.info
+        if a.features != last.features or a.window_hop_frames != last.window_hop_frames:
+            raise ModelError(f"{path} and {last_path} have different front ends or hops")
+        skip, rest = divmod(last.window_frames - a.window_frames, last.window_hop_frames)
+        if skip < 0 or rest:
+            raise ModelError(
+                f"{last_path}'s window ({last.window_frames} frames) must equal or exceed "
+                f"{path}'s ({a.window_frames}) by whole hops of {last.window_hop_frames}"
+            )
+        joined.append((student, skip))
+    return joined
 
 
-def join(short_path: Path, long_path: Path, out: Path, float16: bool = False) -> CryClassifier:
-    """Write the join of two exported students to `out` (with the long member's threshold until
-    `set_threshold` fits its own) and return it loaded through the service's classifier."""
-    short, long, skip = members(short_path, long_path)
-    protos = onnx.load(str(short_path)), onnx.load(str(long_path))
-    graph = _graph(*protos, skip, float16, long.info.features.n_mels)
-    description = f"J: mean of the calibrated logits of {short_path.name} and {long_path.name}"
-    # both members were taught on the window's last second: date each score there, as the short
-    # member alone would be dated, so the long window does not move onsets earlier
-    info = dataclasses.replace(
-        long.info,
-        heard_frames=short.info.heard_frames or short.info.window_frames,
-        description=description,
-    )
-    write(graph, info, out)
+def join(paths: list[Path], out: Path, float16: bool = False) -> CryClassifier:
+    """Write the join of exported students (the longest window last) to `out`, with the last
+    member's threshold until `set_threshold` fits its own, and return it loaded through the
+    service's classifier."""
+    students = members(paths)
+    protos = [onnx.load(str(p)) for p in paths]
+    skips = [skip for _, skip in students]
+    long = students[-1][0].info
+    graph = _graph(protos, skips, float16, long.features.n_mels)
+    description = "J: mean of the calibrated logits of " + ", ".join(p.name for p in paths)
+    # every member was taught on the window's last second: date each score where the shortest
+    # member hears, as it alone would be dated, so the long window does not move onsets earlier
+    heard = min(s.info.heard_frames or s.info.window_frames for s, _ in students)
+    write(graph, dataclasses.replace(long, heard_frames=heard, description=description), out)
     joined = CryClassifier(out)
-    frames = probe(long.info)  # the join's logits are the mean of its members', window by window
-    expected = (short.predict(frames)[1][skip:] + long.predict(frames)[1]) / 2
+    frames = probe(long)  # the join's logits are the mean of its members', window by window
+    expected = np.mean([s.predict(frames)[1][skip:] for s, skip in students], axis=0)
     if not np.allclose(joined.predict(frames)[1], expected, atol=1e-2 if float16 else 1e-4):
         raise RuntimeError(f"{out}: the joined logits differ from the members' mean")
     return joined
@@ -70,21 +76,27 @@ def set_threshold(path: Path, threshold: float) -> None:
 
 
 def _graph(
-    short: onnx.ModelProto, long: onnx.ModelProto, skip: int, float16: bool, n_mels: int
+    protos: list[onnx.ModelProto], skips: list[int], float16: bool, n_mels: int
 ) -> onnx.ModelProto:
-    members = (compose.add_prefix(short, "s_"), compose.add_prefix(long, "l_"))
-    nodes = [helper.make_node("Identity", ["logmel"], [f"{p}_logmel"]) for p in ("s", "l")]
-    inits: list[onnx.TensorProto] = []
-    for member in members:
+    nodes: list[onnx.NodeProto] = []
+    inits = [numpy_helper.from_array(np.array(v, np.int64), k) for k, v in _SLICE.items()]
+    aligned = []
+    for i, (proto, skip) in enumerate(zip(protos, skips, strict=True)):
+        member = compose.add_prefix(proto, f"m{i}_")
+        nodes.append(helper.make_node("Identity", ["logmel"], [f"m{i}_logmel"]))
         nodes += member.graph.node
         inits += member.graph.initializer
-    constants = {"j_start": [skip], "j_end": [2**62], "j_axis": [1]}
-    inits += [numpy_helper.from_array(np.array(v, np.int64), k) for k, v in constants.items()]
-    inits.append(numpy_helper.from_array(np.array(0.5, np.float32), "j_half"))
+        if skip:  # a shorter window: keep the positions that end where the long member's do
+            inits.append(numpy_helper.from_array(np.array([skip], np.int64), f"j_start{i}"))
+            args = [f"m{i}_logit", f"j_start{i}", "j_end", "j_axis"]
+            nodes.append(helper.make_node("Slice", args, [f"m{i}_aligned"]))
+            aligned.append(f"m{i}_aligned")
+        else:
+            aligned.append(f"m{i}_logit")
+    inits.append(numpy_helper.from_array(np.array(1 / len(protos), np.float32), "j_share"))
     nodes += [
-        helper.make_node("Slice", ["s_logit", "j_start", "j_end", "j_axis"], ["s_aligned"]),
-        helper.make_node("Add", ["s_aligned", "l_logit"], ["j_sum"]),
-        helper.make_node("Mul", ["j_sum", "j_half"], ["logit"]),
+        helper.make_node("Sum", aligned, ["j_sum"]),
+        helper.make_node("Mul", ["j_sum", "j_share"], ["logit"]),
     ]
     if float16:  # stored at half size, cast back to float32 once when the session starts
         stored = []
@@ -106,6 +118,6 @@ def _graph(
         [helper.make_tensor_value_info("logit", TensorProto.FLOAT, ["batch", "positions"])],
         initializer=inits,
     )
-    model = helper.make_model(graph, opset_imports=short.opset_import)
-    model.ir_version = short.ir_version
+    model = helper.make_model(graph, opset_imports=protos[0].opset_import)
+    model.ir_version = protos[0].ir_version
     return model
