@@ -31,19 +31,19 @@ def members(paths: list[Path]) -> list[tuple[CryClassifier, int]]:
         raise ModelError(f"a join needs two students or more, not {len(paths)}")
     loaded = [CryClassifier(p) for p in paths]
     last, last_path = loaded[-1].info, paths[-1]
-    joined = []
+    students = []
     for path, student in zip(paths, loaded, strict=True):
-        a = student.info
-        if a.features != last.features or a.window_hop_frames != last.window_hop_frames:
+        info = student.info
+        if info.features != last.features or info.window_hop_frames != last.window_hop_frames:
             raise ModelError(f"{path} and {last_path} have different front ends or hops")
-        skip, rest = divmod(last.window_frames - a.window_frames, last.window_hop_frames)
+        skip, rest = divmod(last.window_frames - info.window_frames, last.window_hop_frames)
         if skip < 0 or rest:
             raise ModelError(
                 f"{last_path}'s window ({last.window_frames} frames) must equal or exceed "
-                f"{path}'s ({a.window_frames}) by whole hops of {last.window_hop_frames}"
+                f"{path}'s ({info.window_frames}) by whole hops of {last.window_hop_frames}"
             )
-        joined.append((student, skip))
-    return joined
+        students.append((student, skip))
+    return students
 
 
 def join(paths: list[Path], out: Path, float16: bool = False) -> CryClassifier:
