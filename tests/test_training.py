@@ -776,6 +776,11 @@ def test_cli_joins_short_and_long_students_under_a_threshold_of_its_own(
     assert main(["join", *run, str(DEFAULT_MODEL), str(long), "--out", str(half), "--float16"]) == 0
     students = [str(DEFAULT_MODEL), str(other), str(long)]  # a window may equal the longest
     assert main(["join", *run, *students, "--out", str(three), "--float16"]) == 0
+    least = tmp_path / "least.onnx"
+    assert (
+        main(["join", *run, str(DEFAULT_MODEL), str(long), "--out", str(least), "--combine", "min"])
+        == 0
+    )
     assert "threshold" in capsys.readouterr().out
 
     j, short, lo = CryClassifier(joined), CryClassifier(DEFAULT_MODEL), CryClassifier(long)
@@ -794,6 +799,9 @@ def test_cli_joins_short_and_long_students_under_a_threshold_of_its_own(
     mean3 = (short.predict(probe)[1][2:] + seed1 + lo.predict(probe)[1]) / 3
     np.testing.assert_allclose(CryClassifier(three).predict(probe)[1], mean3, atol=1e-2)
     assert CryClassifier(three).info.heard_frames == short.info.window_frames
+    both = np.minimum(short.predict(probe)[1][2:], lo.predict(probe)[1])  # each must hear it
+    np.testing.assert_allclose(CryClassifier(least).predict(probe)[1], both, atol=1e-4)
+    assert not np.allclose(both, mean, atol=1e-2)  # the probe tells a min from a mean
 
     swapped = tmp_path / "swapped.onnx"
     assert main(["join", *run, str(long), str(DEFAULT_MODEL), "--out", str(swapped)]) == 2

@@ -372,12 +372,12 @@ def _join(args: argparse.Namespace, ws: Workspace, split: Split) -> None:
     from pi_monitor.training.evaluate import StudentScorer, validation_threshold
     from pi_monitor.training.join import join, set_threshold
 
-    join(args.students, args.out, args.float16)
+    join(args.students, args.out, args.float16, args.combine)
     scorer = StudentScorer(args.out)
     threshold = validation_threshold(scorer, split.val, ws.cache, floor=ON_THRESHOLD_RANGE[0])
     set_threshold(args.out, threshold)
     print(
-        f"{args.out}: mean of {', '.join(p.name for p in args.students)}, "
+        f"{args.out}: {args.combine} of {', '.join(p.name for p in args.students)}, "
         f"{scorer.classifier.info.window_frames} frames, threshold {threshold:.4f} "
         f"(the student's rule on split {split.name}'s validation clips)"
     )
@@ -562,6 +562,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--float16", action="store_true", help="store the weights at half size")
+    p.add_argument(
+        "--combine",
+        choices=("mean", "min"),  # join.COMBINE's keys; join imports onnx, so not at start-up
+        default="mean",
+        help="the members' calibrated logits averaged, or their least (each must hear a cry)",
+    )
     p = sub.add_parser("export")
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--out", type=Path, default=DEFAULT_MODEL)

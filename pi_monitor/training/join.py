@@ -1,7 +1,8 @@
-"""One ONNX graph that averages several students' calibrated logits: short windows' and a long
-one's (J, stops 43-47 in docs/MODEL_EXPERIMENTS.md). What the contexts err on differs, so their
-mean sits above the line the single students lie on; each shorter member reads its window's worth
-of the last frames of the long member's window, so one score still answers for one window.
+"""One ONNX graph that averages several students' calibrated logits (or takes their least,
+`combine="min"`): short windows' and a long one's (J, stops 43-48 in docs/MODEL_EXPERIMENTS.md).
+What the contexts err on differs, so their mean sits above the line the single students lie on;
+each shorter member reads its window's worth of the last frames of the long member's window, so
+one score still answers for one window.
 
 The threshold is not copied from a member: averaging pulls the extreme non-cry scores in, so the
 shipped rule fitted on the join gives less than any member's (`python -m pi_monitor.training
@@ -20,6 +21,9 @@ from onnx import TensorProto, compose, helper, numpy_helper
 from pi_monitor.classifier import CryClassifier, ModelError, ModelInfo
 from pi_monitor.training.export import probe, write
 
+# how members' calibrated logits become one: their mean, or their least ("every member must hear a
+# cry", stop 48: one member sure of a cat at 0.99+ no longer carries the join)
+COMBINE = {"mean": np.mean, "min": np.min}
 HALF_MIN_SIZE = 16  # float16 storage halves the weight tensors; scalars and indices stay
 _SLICE = {"j_end": [2**62], "j_axis": [1]}  # a shorter member's positions, to the end
 
@@ -46,7 +50,9 @@ def members(paths: list[Path]) -> list[tuple[CryClassifier, int]]:
     return students
 
 
-def join(paths: list[Path], out: Path, float16: bool = False) -> CryClassifier:
+def join(
+    paths: list[Path], out: Path, float16: bool = False, combine: str = "mean"
+) -> CryClassifier:
     """Write the join of exported students (the longest window last) to `out`, with the last
     member's threshold until `set_threshold` fits its own, and return it loaded through the
     service's classifier."""
@@ -54,17 +60,17 @@ def join(paths: list[Path], out: Path, float16: bool = False) -> CryClassifier:
     protos = [onnx.load(str(p)) for p in paths]
     skips = [skip for _, skip in students]
     long = students[-1][0].info
-    graph = _graph(protos, skips, float16, long.features.n_mels)
-    description = "J: mean of the calibrated logits of " + ", ".join(p.name for p in paths)
+    graph = _graph(protos, skips, float16, long.features.n_mels, combine)
+    description = f"J: {combine} of the calibrated logits of " + ", ".join(p.name for p in paths)
     # every member was taught on the window's last second: date each score where the shortest
     # member hears, as it alone would be dated, so the long window does not move onsets earlier
     heard = min(s.info.heard_frames or s.info.window_frames for s, _ in students)
     write(graph, dataclasses.replace(long, heard_frames=heard, description=description), out)
     joined = CryClassifier(out)
-    frames = probe(long)  # the join's logits are the mean of its members', window by window
-    expected = np.mean([s.predict(frames)[1][skip:] for s, skip in students], axis=0)
+    frames = probe(long)  # the join's logits are its members' combined, window by window
+    expected = COMBINE[combine]([s.predict(frames)[1][skip:] for s, skip in students], axis=0)
     if not np.allclose(joined.predict(frames)[1], expected, atol=1e-2 if float16 else 1e-4):
-        raise RuntimeError(f"{out}: the joined logits differ from the members' mean")
+        raise RuntimeError(f"{out}: the joined logits differ from the members' {combine}")
     return joined
 
 
@@ -76,7 +82,7 @@ def set_threshold(path: Path, threshold: float) -> None:
 
 
 def _graph(
-    protos: list[onnx.ModelProto], skips: list[int], float16: bool, n_mels: int
+    protos: list[onnx.ModelProto], skips: list[int], float16: bool, n_mels: int, combine: str
 ) -> onnx.ModelProto:
     nodes: list[onnx.NodeProto] = []
     inits = [numpy_helper.from_array(np.array(v, np.int64), k) for k, v in _SLICE.items()]
@@ -93,11 +99,14 @@ def _graph(
             aligned.append(f"m{i}_aligned")
         else:
             aligned.append(f"m{i}_logit")
-    inits.append(numpy_helper.from_array(np.array(1 / len(protos), np.float32), "j_share"))
-    nodes += [
-        helper.make_node("Sum", aligned, ["j_sum"]),
-        helper.make_node("Mul", ["j_sum", "j_share"], ["logit"]),
-    ]
+    if combine == "min":
+        nodes.append(helper.make_node("Min", aligned, ["logit"]))
+    else:
+        inits.append(numpy_helper.from_array(np.array(1 / len(protos), np.float32), "j_share"))
+        nodes += [
+            helper.make_node("Sum", aligned, ["j_sum"]),
+            helper.make_node("Mul", ["j_sum", "j_share"], ["logit"]),
+        ]
     if float16:  # stored at half size, cast back to float32 once when the session starts
         stored = []
         for tensor in inits:
