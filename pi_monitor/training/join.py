@@ -56,6 +56,8 @@ def join(
     """Write the join of exported students (the longest window last) to `out`, with the last
     member's threshold until `set_threshold` fits its own, and return it loaded through the
     service's classifier."""
+    if combine not in COMBINE:
+        raise ModelError(f"combine must be one of {', '.join(COMBINE)}, not {combine!r}")
     students = members(paths)
     protos = [onnx.load(str(p)) for p in paths]
     skips = [skip for _, skip in students]
