@@ -148,6 +148,7 @@ class MqttPublisher:
         self._sent_upto = 0
         self._backoff = Backoff(settings.reconnect_min_s, settings.reconnect_max_s)
         self._connected = threading.Event()
+        self._listening = threading.Event()  # the broker has granted the command subscription
         self._stopping = threading.Event()
         self._drained = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -164,6 +165,7 @@ class MqttPublisher:
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         return client
 
     # ---- API for the service (any thread) ----
@@ -205,6 +207,11 @@ class MqttPublisher:
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
 
+    def wait_listening(self, timeout: float) -> bool:
+        """Block until the broker has granted the command subscription: a command sent
+        between connecting and that grant reaches the monitor only as a retained copy."""
+        return self._listening.wait(timeout)
+
     def wait_drained(self, timeout: float) -> bool:
         """Block until every queued event is acknowledged by the broker (or timeout)."""
         with self._drained:
@@ -230,7 +237,7 @@ class MqttPublisher:
                 socket_open = self._turn(socket_open)
             except Exception as e:
                 self.failures += 1
-                self._connected.clear()
+                self._disconnected()
                 socket_open = False
                 self._drop_client()
                 log.exception("MQTT thread failed")
@@ -260,7 +267,7 @@ class MqttPublisher:
         assert self._client is not None
         rc = self._client.loop(timeout=LOOP_TIMEOUT_S)
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            self._connected.clear()
+            self._disconnected()
             why = paho.error_string(rc)
             self._wait_to_retry(f"connection to the MQTT broker {s.host}:{s.port} lost ({why})")
             return False
@@ -298,7 +305,7 @@ class MqttPublisher:
                 if self._client.loop(timeout=LOOP_TIMEOUT_S) != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     break
             self._client.disconnect()
-        self._connected.clear()
+        self._disconnected()
 
     def _pump(self) -> None:
         """Events first, then the state, then a re-announcement Home Assistant asked for."""
@@ -384,7 +391,25 @@ class MqttPublisher:
     def _on_disconnect(
         self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any
     ) -> None:
+        self._disconnected()
+
+    def _disconnected(self) -> None:
         self._connected.clear()
+        self._listening.clear()
+
+    def _on_subscribe(
+        self, client: paho.Client, userdata: Any, mid: int, reasons: list[Any], props: Any
+    ) -> None:
+        refused = [str(r) for r in reasons if r.is_failure]
+        if refused:
+            log.error(
+                "the MQTT broker refused the subscription to %s (%s): Home Assistant's controls "
+                "cannot reach the monitor (check the broker's ACL for mqtt.username)",
+                self.topics.commands,
+                ", ".join(refused),
+            )
+            return
+        self._listening.set()
 
     def _on_publish(
         self, client: paho.Client, userdata: Any, mid: int, reason: Any, props: Any

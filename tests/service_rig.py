@@ -82,8 +82,8 @@ def on_broker(
     clock: FakeTime,
     sinks: Sequence[Sink] = (),
 ) -> Service:
-    """A service publishing to the broker in `settings.mqtt`, connected before it returns; the
-    caller calls `shutdown()` (which also stops the publisher)."""
+    """A service publishing to the broker in `settings.mqtt`, connected and listening for
+    commands before it returns; the caller calls `shutdown()` (which also stops the publisher)."""
     publisher = MqttPublisher(settings.mqtt, Path(settings.service.state_dir))
     service = Service(
         settings,
@@ -94,7 +94,7 @@ def on_broker(
         edges=clock.edges(),
     )
     publisher.start()
-    assert publisher.wait_connected(10), "the publisher never connected"
+    assert publisher.wait_listening(10), "the publisher never connected and subscribed"
     return service
 
 

@@ -296,7 +296,7 @@ def test_malformed_commands_are_ignored_and_leave_state_as_it_was(broker, publis
     pub = publisher_factory(broker, on_command=on_command)
     pub.publish_state(state)
     pub.start()
-    assert pub.wait_connected(10)
+    assert pub.wait_listening(10)
     watcher = Subscriber(broker, [topics.state])
     before = watcher.latest(topics.state)
     assert before is not None and json.loads(before)["method"] == "responsive"
@@ -324,7 +324,7 @@ def test_a_retained_command_is_ignored_when_kept_from_before_and_applied_when_se
     pub = publisher_factory(broker, on_command=received.append)
     pub.start()
     try:
-        assert pub.wait_connected(10)
+        assert pub.wait_listening(10)
         publish_raw(broker, topics.command("checked_in"), b"PRESS", retain=True)
         assert wait_until(lambda: bool(received))
         assert received == [CheckedIn()], "the kept method ignored, the live press applied"

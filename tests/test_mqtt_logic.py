@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime
+import logging
 from dataclasses import replace
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
 
 from pi_monitor.backoff import Backoff
 from pi_monitor.checkin import CheckinCoach
@@ -25,6 +28,7 @@ from pi_monitor.config import MIN_BOUT_MAX_S, CheckinSettings, MqttSettings
 from pi_monitor.discovery import Topics, discovery_configs
 from pi_monitor.events import EVENT_TYPES, CryEnd, CryOnset, Escalation, Score
 from pi_monitor.methods import METHODS as CHECKIN_METHODS
+from pi_monitor.mqtt import MqttPublisher
 from pi_monitor.state import MonitorState, StatePacer, coached, heard, with_problem
 
 
@@ -196,3 +200,18 @@ def test_backoff_doubles_up_to_the_cap_and_starts_again_after_a_success():
     assert backoff.next_delay() == 5.0
     backoff.reset()
     assert backoff.next_delay() == 0.5
+
+
+def test_a_refused_command_subscription_is_logged_and_not_counted_as_listening(tmp_path, caplog):
+    """mosquitto grants any subscription and filters at delivery, so a broker that refuses one
+    is played here by handing the publisher the SUBACK such a broker sends."""
+    pub = MqttPublisher(MqttSettings(device_id="acl"), tmp_path)
+    refused = [ReasonCode(PacketTypes.SUBACK, identifier=0x87)]
+    with caplog.at_level(logging.ERROR, logger="pi_monitor.mqtt"):
+        pub._on_subscribe(None, None, 1, refused, None)  # type: ignore[arg-type]
+    assert not pub.wait_listening(0)
+    assert "refused the subscription to pi_monitor/acl/set/+ (Not authorized)" in caplog.text
+
+    granted = [ReasonCode(PacketTypes.SUBACK, identifier=1)]
+    pub._on_subscribe(None, None, 2, granted, None)  # type: ignore[arg-type]
+    assert pub.wait_listening(0)

@@ -372,7 +372,7 @@ def test_home_assistant_sets_the_cry_confirmation_time_over_mqtt(
     watcher = Subscriber(broker, [topics.state])
     service.publisher.start()
     try:
-        assert service.publisher.wait_connected(10)
+        assert service.publisher.wait_listening(10)
         publish_raw(broker, topics.command("min_bout_s"), b"1.75")
 
         def stepped_until_applied() -> bool:
