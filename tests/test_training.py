@@ -764,6 +764,7 @@ def test_cli_joins_short_and_long_students_under_a_threshold_of_its_own(
     from pi_monitor.classifier import CryClassifier
     from pi_monitor.config import DEFAULT_MODEL
     from pi_monitor.training.__main__ import main
+    from pi_monitor.training.combine import GATE_LOGIT
     from pi_monitor.training.evaluate import StudentScorer, validation_threshold
 
     run = _tiny_run(tiny_corpus, teachers, tmp_path)
@@ -800,8 +801,19 @@ def test_cli_joins_short_and_long_students_under_a_threshold_of_its_own(
     np.testing.assert_allclose(CryClassifier(three).predict(probe)[1], mean3, atol=1e-2)
     assert CryClassifier(three).info.heard_frames == short.info.window_frames
     both = np.minimum(short.predict(probe)[1][2:], lo.predict(probe)[1])  # each must hear it
-    np.testing.assert_allclose(CryClassifier(least).predict(probe)[1], both, atol=1e-4)
+    gated_join = CryClassifier(least)
+    np.testing.assert_allclose(gated_join.predict(probe)[1], both, atol=1e-4)
     assert not np.allclose(both, mean, atol=1e-2)  # the probe tells a min from a mean
+    # below the gate (silence) the first member's logit stands, whatever the long one says
+    quiet = np.full((77 + 12 * 4, 64), np.log(1e-6), np.float32)
+    assert (short.predict(quiet)[1] < GATE_LOGIT).all()
+    np.testing.assert_allclose(gated_join.predict(quiet)[1], short.predict(quiet)[1][2:], atol=1e-4)
+    assert not np.allclose(short.predict(quiet)[1][2:], lo.predict(quiet)[1], atol=1e-2)
+    mixed = np.concatenate([quiet, probe])  # one batch, some windows on each side of the gate
+    first, other_logits = short.predict(mixed)[1][2:], lo.predict(mixed)[1]
+    gated = np.where(first < GATE_LOGIT, first, np.minimum(first, other_logits))
+    assert (first < GATE_LOGIT).any() and (gated != first).any()
+    np.testing.assert_allclose(gated_join.predict(mixed)[1], gated, atol=1e-4)
 
     swapped = tmp_path / "swapped.onnx"
     assert main(["join", *run, str(long), str(DEFAULT_MODEL), "--out", str(swapped)]) == 2

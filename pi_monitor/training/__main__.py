@@ -31,6 +31,7 @@ from pi_monitor.config import (
     DetectorSettings,
     load_settings,
 )
+from pi_monitor.training.combine import COMBINE
 from pi_monitor.training.corpus import (
     DEFAULT_CACHE,
     DEFAULT_CORPUS,
@@ -564,9 +565,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--float16", action="store_true", help="store the weights at half size")
     p.add_argument(
         "--combine",
-        choices=("mean", "min"),  # join.COMBINE's keys; join imports onnx, so not at start-up
+        choices=tuple(COMBINE),
         default="mean",
-        help="the members' calibrated logits averaged, or their least (each must hear a cry)",
+        help="the members' calibrated logits averaged, or their least (each must hear a cry; "
+        "the others run only where the first reaches the lowest allowed threshold)",
     )
     p = sub.add_parser("export")
     p.add_argument("checkpoint", type=Path)

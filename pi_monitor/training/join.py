@@ -1,5 +1,6 @@
 """One ONNX graph that averages several students' calibrated logits (or takes their least,
-`combine="min"`): short windows' and a long one's (J, stops 43-48 in docs/MODEL_EXPERIMENTS.md).
+`combine="min"`, gated as `combine.least` says): short windows' and a long one's (J, stops 43-49
+in docs/MODEL_EXPERIMENTS.md).
 What the contexts err on differs, so their mean sits above the line the single students lie on;
 each shorter member reads its window's worth of the last frames of the long member's window, so
 one score still answers for one window.
@@ -19,11 +20,9 @@ import onnx
 from onnx import TensorProto, compose, helper, numpy_helper
 
 from pi_monitor.classifier import CryClassifier, ModelError, ModelInfo
+from pi_monitor.training.combine import COMBINE, GATE_LOGIT
 from pi_monitor.training.export import probe, write
 
-# how members' calibrated logits become one: their mean, or their least ("every member must hear a
-# cry", stop 48: one member sure of a cat at 0.99+ no longer carries the join)
-COMBINE = {"mean": np.mean, "min": np.min}
 HALF_MIN_SIZE = 16  # float16 storage halves the weight tensors; scalars and indices stay
 _SLICE = {"j_end": [2**62], "j_axis": [1]}  # a shorter member's positions, to the end
 
@@ -70,7 +69,7 @@ def join(
     write(graph, dataclasses.replace(long, heard_frames=heard, description=description), out)
     joined = CryClassifier(out)
     frames = probe(long)  # the join's logits are its members' combined, window by window
-    expected = COMBINE[combine]([s.predict(frames)[1][skip:] for s, skip in students], axis=0)
+    expected = COMBINE[combine]([s.predict(frames)[1][skip:] for s, skip in students])
     if not np.allclose(joined.predict(frames)[1], expected, atol=1e-2 if float16 else 1e-4):
         raise RuntimeError(f"{out}: the joined logits differ from the members' {combine}")
     return joined
@@ -86,25 +85,15 @@ def set_threshold(path: Path, threshold: float) -> None:
 def _graph(
     protos: list[onnx.ModelProto], skips: list[int], float16: bool, n_mels: int, combine: str
 ) -> onnx.ModelProto:
-    nodes: list[onnx.NodeProto] = []
     inits = [numpy_helper.from_array(np.array(v, np.int64), k) for k, v in _SLICE.items()]
-    aligned = []
-    for i, (proto, skip) in enumerate(zip(protos, skips, strict=True)):
-        member = compose.add_prefix(proto, f"m{i}_")
-        nodes.append(helper.make_node("Identity", ["logmel"], [f"m{i}_logmel"]))
-        nodes += member.graph.node
-        inits += member.graph.initializer
-        if skip:  # a shorter window: keep the positions that end where the long member's do
-            inits.append(numpy_helper.from_array(np.array([skip], np.int64), f"j_start{i}"))
-            args = [f"m{i}_logit", f"j_start{i}", "j_end", "j_axis"]
-            nodes.append(helper.make_node("Slice", args, [f"m{i}_aligned"]))
-            aligned.append(f"m{i}_aligned")
-        else:
-            aligned.append(f"m{i}_logit")
+    pairs = enumerate(zip(protos, skips, strict=True))
+    parts = [_member(i, proto, skip, inits) for i, (proto, skip) in pairs]
+    aligned = [name for _, name in parts]
     if combine == "min":
-        nodes.append(helper.make_node("Min", aligned, ["logit"]))
+        nodes = parts[0][0] + _gated_least(parts, inits)
     else:
         inits.append(numpy_helper.from_array(np.array(1 / len(protos), np.float32), "j_share"))
+        nodes = [node for member_nodes, _ in parts for node in member_nodes]
         nodes += [
             helper.make_node("Sum", aligned, ["j_sum"]),
             helper.make_node("Mul", ["j_sum", "j_share"], ["logit"]),
@@ -132,3 +121,51 @@ def _graph(
     model = helper.make_model(graph, opset_imports=protos[0].opset_import)
     model.ir_version = protos[0].ir_version
     return model
+
+
+def _member(
+    i: int, proto: onnx.ModelProto, skip: int, inits: list[onnx.TensorProto]
+) -> tuple[list[onnx.NodeProto], str]:
+    """Member `i`'s nodes (its weights added to `inits`) and the name of its logits aligned with
+    the long member's positions."""
+    member = compose.add_prefix(proto, f"m{i}_")
+    nodes = [helper.make_node("Identity", ["logmel"], [f"m{i}_logmel"]), *member.graph.node]
+    inits += member.graph.initializer
+    if not skip:
+        return nodes, f"m{i}_logit"
+    # a shorter window: keep the positions that end where the long member's do
+    inits.append(numpy_helper.from_array(np.array([skip], np.int64), f"j_start{i}"))
+    args = [f"m{i}_logit", f"j_start{i}", "j_end", "j_axis"]
+    return [*nodes, helper.make_node("Slice", args, [f"m{i}_aligned"])], f"m{i}_aligned"
+
+
+def _gated_least(
+    parts: list[tuple[list[onnx.NodeProto], str]], inits: list[onnx.TensorProto]
+) -> list[onnx.NodeProto]:
+    """`combine.least` as nodes: an If that runs the other members only when some window of the
+    first reaches the gate, then keeps the first's logit wherever it is below the gate."""
+    first = parts[0][1]
+    inits.append(numpy_helper.from_array(np.array(GATE_LOGIT, np.float32), "j_gate"))
+    out = helper.make_tensor_value_info
+    quiet = helper.make_graph(
+        [helper.make_node("Identity", [first], ["j_first"])],
+        "first_only",
+        [],
+        [out("j_first", TensorProto.FLOAT, None)],
+    )
+    heard = helper.make_graph(
+        [
+            *(node for member_nodes, _ in parts[1:] for node in member_nodes),
+            helper.make_node("Min", [name for _, name in parts], ["j_min"]),
+            helper.make_node("Less", [first, "j_gate"], ["j_below"]),
+            helper.make_node("Where", ["j_below", first, "j_min"], ["j_least"]),
+        ],
+        "every_member",
+        [],
+        [out("j_least", TensorProto.FLOAT, None)],
+    )
+    return [
+        helper.make_node("ReduceMax", [first], ["j_top"], keepdims=0),
+        helper.make_node("Less", ["j_top", "j_gate"], ["j_quiet"]),
+        helper.make_node("If", ["j_quiet"], ["logit"], then_branch=quiet, else_branch=heard),
+    ]
