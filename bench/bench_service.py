@@ -3,8 +3,8 @@
 A private PulseAudio null sink plays a generated night (room noise, hum, cry-like bursts) while
 the service listens to its monitor through sounddevice/PortAudio, exactly as it would a USB
 microphone; MQTT goes to a local mosquitto when one is installed. Only the service process is
-measured (/proc/<pid>/stat and VmHWM), from when it starts listening. Targets on this machine:
-<= 2 % of one core, <= 80 MB.
+measured (/proc/<pid>/stat and VmHWM, and each of its threads: where the CPU goes), from when
+it starts listening. Targets on this machine: <= 2 % of one core, <= 80 MB.
 
     python bench/bench_service.py [--seconds 600] [--model pi_monitor/models/cry.onnx] [--no-mqtt]
 """
@@ -12,6 +12,7 @@ measured (/proc/<pid>/stat and VmHWM), from when it starts listening. Targets on
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import socket
@@ -49,6 +50,19 @@ def write_night(path: Path, seconds: float) -> None:
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """CPU seconds of each thread by its kernel name: Python's threads all read "python" (the
+    main one has the process's id), PulseAudio's client thread in the service "threaded-ml"."""
+    threads = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):  # a thread that ended between listing and reading
+            stat = (task / "stat").read_text()
+            name = stat.split("(", 1)[1].rsplit(")", 1)[0]
+            fields = stat.rsplit(")", 1)[1].split()
+            threads[int(task.name)] = (name, (int(fields[11]) + int(fields[12])) / TICKS)
+    return threads
 
 
 def status_kb(pid: int, key: str) -> int:
@@ -151,6 +165,7 @@ def main() -> None:
             wait_for_status(notify, "STATUS=listening", 120, service)
             player = pulse.play(wav)
             cpu0, t0 = cpu_seconds(service.pid), time.monotonic()
+            threads0 = thread_cpu(service.pid)
             rss_max = 0
             while time.monotonic() - t0 < args.seconds:
                 time.sleep(min(5.0, args.seconds - (time.monotonic() - t0)))
@@ -158,6 +173,7 @@ def main() -> None:
                     raise SystemExit("bench: the service exited early; see its log")
                 rss_max = max(rss_max, status_kb(service.pid, "VmRSS"))
             cpu1, t1 = cpu_seconds(service.pid), time.monotonic()
+            threads1 = thread_cpu(service.pid)
             peak_kb = status_kb(service.pid, "VmHWM")
             anon_kb, file_kb = (status_kb(service.pid, k) for k in ("RssAnon", "RssFile"))
             largest = largest_mappings(service.pid)
@@ -183,6 +199,13 @@ def main() -> None:
     cpu = 100.0 * (cpu1 - cpu0) / (t1 - t0)
     print(f"live input {t1 - t0:.0f} s, model {args.model.name}, mqtt {'on' if broker else 'off'}")
     print(f"cpu      {cpu:.2f} % of one core (target <= 2 %)")
+    used = {
+        tid: 100.0 * (seconds - threads0.get(tid, (name, 0.0))[1]) / (t1 - t0)
+        for tid, (name, seconds) in threads1.items()
+    }
+    for tid in sorted(used, key=used.__getitem__, reverse=True):
+        name = "main" if tid == service.pid else threads1[tid][0]
+        print(f"  {used[tid]:5.2f} %  {name} thread ({tid})")
     print(f"peak rss {peak_kb / 1024:.1f} MB (VmHWM; max sampled VmRSS {rss_max / 1024:.1f} MB)")
     print(
         f"  at end {anon_kb / 1024:.1f} MB private (RssAnon) + {file_kb / 1024:.1f} MB mapped "
