@@ -149,6 +149,11 @@ class MqttPublisher:
         self._backoff = Backoff(settings.reconnect_min_s, settings.reconnect_max_s)
         self._connected = threading.Event()
         self._listening = threading.Event()  # the broker has granted the command subscription
+        self._subscriptions = {  # each topic the monitor reads, and what is lost without it
+            self.topics.commands: "Home Assistant's controls cannot reach the monitor",
+            self.topics.ha_status: "the monitor cannot re-announce itself when Home Assistant "
+            "restarts",
+        }
         self._stopping = threading.Event()
         self._drained = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -378,7 +383,7 @@ class MqttPublisher:
         self._backoff.reset()
         self.faults.clear(MQTT_FAULT)
         self.connections += 1
-        client.subscribe([(self.topics.commands, 1), (self.topics.ha_status, 1)])
+        client.subscribe([(topic, 1) for topic in self._subscriptions])
         self._announce()
         self._connected.set()
         log.info(
@@ -400,16 +405,17 @@ class MqttPublisher:
     def _on_subscribe(
         self, client: paho.Client, userdata: Any, mid: int, reasons: list[Any], props: Any
     ) -> None:
-        refused = [str(r) for r in reasons if r.is_failure]
-        if refused:
-            log.error(
-                "the MQTT broker refused the subscription to %s (%s): Home Assistant's controls "
-                "cannot reach the monitor (check the broker's ACL for mqtt.username)",
-                self.topics.commands,
-                ", ".join(refused),
-            )
-            return
-        self._listening.set()
+        for (topic, without), reason in zip(self._subscriptions.items(), reasons, strict=False):
+            if reason.is_failure:
+                log.error(
+                    "the MQTT broker refused the subscription to %s (%s): %s (check the "
+                    "broker's ACL for mqtt.username)",
+                    topic,
+                    reason,
+                    without,
+                )
+            elif topic == self.topics.commands:
+                self._listening.set()
 
     def _on_publish(
         self, client: paho.Client, userdata: Any, mid: int, reason: Any, props: Any

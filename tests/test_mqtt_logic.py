@@ -202,16 +202,21 @@ def test_backoff_doubles_up_to_the_cap_and_starts_again_after_a_success():
     assert backoff.next_delay() == 0.5
 
 
-def test_a_refused_command_subscription_is_logged_and_not_counted_as_listening(tmp_path, caplog):
+def test_a_refused_subscription_is_logged_and_only_the_command_topic_means_listening(
+    tmp_path, caplog
+):
     """mosquitto grants any subscription and filters at delivery, so a broker that refuses one
     is played here by handing the publisher the SUBACK such a broker sends."""
     pub = MqttPublisher(MqttSettings(device_id="acl"), tmp_path)
-    refused = [ReasonCode(PacketTypes.SUBACK, identifier=0x87)]
+    granted, refused = (ReasonCode(PacketTypes.SUBACK, identifier=i) for i in (1, 0x87))
     with caplog.at_level(logging.ERROR, logger="pi_monitor.mqtt"):
-        pub._on_subscribe(None, None, 1, refused, None)  # type: ignore[arg-type]
+        pub._on_subscribe(None, None, 1, [refused, granted], None)  # type: ignore[arg-type]
     assert not pub.wait_listening(0)
     assert "refused the subscription to pi_monitor/acl/set/+ (Not authorized)" in caplog.text
+    assert "controls cannot reach the monitor" in caplog.text
 
-    granted = [ReasonCode(PacketTypes.SUBACK, identifier=1)]
-    pub._on_subscribe(None, None, 2, granted, None)  # type: ignore[arg-type]
-    assert pub.wait_listening(0)
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="pi_monitor.mqtt"):
+        pub._on_subscribe(None, None, 2, [granted, refused], None)  # type: ignore[arg-type]
+    assert pub.wait_listening(0), "commands arrive though Home Assistant's status does not"
+    assert "refused the subscription to homeassistant/status" in caplog.text

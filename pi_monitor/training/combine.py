@@ -6,9 +6,9 @@ The least is gated by the first member: below the lowest threshold any setting a
 (`OFF_THRESHOLD_MIN`), the least is below every threshold whatever the others say, so there the
 first member's logit stands and the others are not run (the live service pays for them only on
 candidates). Every detection decision equals the plain least's; only scores below the gate differ.
-The gate is half that threshold: at the threshold itself the cries the first member misses (0.1)
-fell below non-cries it let through, and clip AUC with them (0.9963 against the plain least's
-0.9977 on validation; 0.1 and lower keep it, stop 49).
+The gate is half that threshold: gated at the threshold itself, the cries the first member
+scores about 0.1 fell below non-cries that only the least had pushed down, and clip AUC with them
+(0.9963 against the plain least's 0.9977 on validation; a gate of 0.1 or lower keeps it, stop 49).
 """
 
 from __future__ import annotations
