@@ -47,9 +47,10 @@ def write_night(path: Path, seconds: float) -> None:
             f.write(np.clip(block, -1.0, 1.0))
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+def cpu_seconds(stat: Path) -> float:
+    """utime + stime of a process's or thread's `/proc/.../stat`."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
@@ -58,10 +59,8 @@ def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
     threads = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         with contextlib.suppress(OSError):  # a thread that ended between listing and reading
-            stat = (task / "stat").read_text()
-            name = stat.split("(", 1)[1].rsplit(")", 1)[0]
-            fields = stat.rsplit(")", 1)[1].split()
-            threads[int(task.name)] = (name, (int(fields[11]) + int(fields[12])) / TICKS)
+            name = (task / "comm").read_text().strip()
+            threads[int(task.name)] = (name, cpu_seconds(task / "stat"))
     return threads
 
 
@@ -164,7 +163,8 @@ def main() -> None:
         try:
             wait_for_status(notify, "STATUS=listening", 120, service)
             player = pulse.play(wav)
-            cpu0, t0 = cpu_seconds(service.pid), time.monotonic()
+            service_stat = Path(f"/proc/{service.pid}/stat")
+            cpu0, t0 = cpu_seconds(service_stat), time.monotonic()
             threads0 = thread_cpu(service.pid)
             rss_max = 0
             while time.monotonic() - t0 < args.seconds:
@@ -172,7 +172,7 @@ def main() -> None:
                 if service.poll() is not None:
                     raise SystemExit("bench: the service exited early; see its log")
                 rss_max = max(rss_max, status_kb(service.pid, "VmRSS"))
-            cpu1, t1 = cpu_seconds(service.pid), time.monotonic()
+            cpu1, t1 = cpu_seconds(service_stat), time.monotonic()
             threads1 = thread_cpu(service.pid)
             peak_kb = status_kb(service.pid, "VmHWM")
             anon_kb, file_kb = (status_kb(service.pid, k) for k in ("RssAnon", "RssFile"))
