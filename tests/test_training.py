@@ -777,11 +777,10 @@ def test_cli_joins_short_and_long_students_under_a_threshold_of_its_own(
     assert main(["join", *run, str(DEFAULT_MODEL), str(long), "--out", str(half), "--float16"]) == 0
     students = [str(DEFAULT_MODEL), str(other), str(long)]  # a window may equal the longest
     assert main(["join", *run, *students, "--out", str(three), "--float16"]) == 0
-    least = tmp_path / "least.onnx"
-    assert (
-        main(["join", *run, str(DEFAULT_MODEL), str(long), "--out", str(least), "--combine", "min"])
-        == 0
-    )
+    least, gated_mean = tmp_path / "least.onnx", tmp_path / "gated_mean.onnx"
+    for out, combine in ((least, "min"), (gated_mean, "gated-mean")):
+        pair = [str(DEFAULT_MODEL), str(long)]
+        assert main(["join", *run, *pair, "--out", str(out), "--combine", combine]) == 0
     assert "threshold" in capsys.readouterr().out
 
     j, short, lo = CryClassifier(joined), CryClassifier(DEFAULT_MODEL), CryClassifier(long)
@@ -814,6 +813,8 @@ def test_cli_joins_short_and_long_students_under_a_threshold_of_its_own(
     gated = np.where(first < GATE_LOGIT, first, np.minimum(first, other_logits))
     assert (first < GATE_LOGIT).any() and (gated != first).any()
     np.testing.assert_allclose(gated_join.predict(mixed)[1], gated, atol=1e-4)
+    averaged = np.where(first < GATE_LOGIT, first, (first + other_logits) / 2)
+    np.testing.assert_allclose(CryClassifier(gated_mean).predict(mixed)[1], averaged, atol=1e-4)
 
     swapped = tmp_path / "swapped.onnx"
     assert main(["join", *run, str(long), str(DEFAULT_MODEL), "--out", str(swapped)]) == 2

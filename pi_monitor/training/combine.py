@@ -33,4 +33,17 @@ def least(logits: Sequence[np.ndarray]) -> np.ndarray:
     return np.where(first < GATE_LOGIT, first, np.min(logits, axis=0))
 
 
-COMBINE: dict[str, Callable[[Sequence[np.ndarray]], np.ndarray]] = {"mean": mean, "min": least}
+def gated_mean(logits: Sequence[np.ndarray]) -> np.ndarray:
+    """The mean where the first member reaches the gate, so the others run only there, as for
+    the least. Not decision-safe: a window the first scores under the gate keeps the first's
+    logit even where the others are sure enough to lift the plain mean over the threshold (at
+    0.95, a second member over 0.9997), so it is judged as a model of its own."""
+    first = logits[0]
+    return np.where(first < GATE_LOGIT, first, np.mean(logits, axis=0))
+
+
+COMBINE: dict[str, Callable[[Sequence[np.ndarray]], np.ndarray]] = {
+    "mean": mean,
+    "min": least,
+    "gated-mean": gated_mean,
+}

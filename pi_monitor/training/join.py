@@ -1,6 +1,6 @@
 """One ONNX graph that averages several students' calibrated logits (or takes their least,
-`combine="min"`, gated as `combine.least` says): short windows' and a long one's (J, stops 43-49
-in docs/MODEL_EXPERIMENTS.md).
+`combine="min"`, or a gated mean, `"gated-mean"`, both gated as `combine` says): short windows'
+and a long one's (J, stops 43-50 in docs/MODEL_EXPERIMENTS.md).
 What the contexts err on differs, so their mean sits above the line the single students lie on;
 each shorter member reads its window's worth of the last frames of the long member's window, so
 one score still answers for one window.
@@ -89,15 +89,11 @@ def _graph(
     pairs = enumerate(zip(protos, skips, strict=True))
     parts = [_member(i, proto, skip, inits) for i, (proto, skip) in pairs]
     aligned = [name for _, name in parts]
-    if combine == "min":
-        nodes = parts[0][0] + _gated_least(parts, inits)
-    else:
-        inits.append(numpy_helper.from_array(np.array(1 / len(protos), np.float32), "j_share"))
+    if combine == "mean":
         nodes = [node for member_nodes, _ in parts for node in member_nodes]
-        nodes += [
-            helper.make_node("Sum", aligned, ["j_sum"]),
-            helper.make_node("Mul", ["j_sum", "j_share"], ["logit"]),
-        ]
+        nodes += _combining(aligned, "mean", "logit", inits)
+    else:
+        nodes = parts[0][0] + _gated(parts, inits, "min" if combine == "min" else "mean")
     if float16:  # stored at half size, cast back to float32 once when the session starts
         stored = []
         for tensor in inits:
@@ -139,11 +135,25 @@ def _member(
     return [*nodes, helper.make_node("Slice", args, [f"m{i}_aligned"])], f"m{i}_aligned"
 
 
-def _gated_least(
-    parts: list[tuple[list[onnx.NodeProto], str]], inits: list[onnx.TensorProto]
+def _combining(
+    names: list[str], how: str, out: str, inits: list[onnx.TensorProto]
 ) -> list[onnx.NodeProto]:
-    """`combine.least` as nodes: an If that runs the other members only when some window of the
-    first reaches the gate, then keeps the first's logit wherever it is below the gate."""
+    """The members' aligned logits made one, `out`: their least ("min") or their mean."""
+    if how == "min":
+        return [helper.make_node("Min", names, [out])]
+    inits.append(numpy_helper.from_array(np.array(1 / len(names), np.float32), "j_share"))
+    return [
+        helper.make_node("Sum", names, ["j_sum"]),
+        helper.make_node("Mul", ["j_sum", "j_share"], [out]),
+    ]
+
+
+def _gated(
+    parts: list[tuple[list[onnx.NodeProto], str]], inits: list[onnx.TensorProto], how: str
+) -> list[onnx.NodeProto]:
+    """`combine.least` or `combine.gated_mean` as nodes: an If that runs the other members only
+    when some window of the first reaches the gate, then keeps the first's logit wherever it is
+    below the gate."""
     first = parts[0][1]
     inits.append(numpy_helper.from_array(np.array(GATE_LOGIT, np.float32), "j_gate"))
     out = helper.make_tensor_value_info
@@ -156,13 +166,13 @@ def _gated_least(
     heard = helper.make_graph(
         [
             *(node for member_nodes, _ in parts[1:] for node in member_nodes),
-            helper.make_node("Min", [name for _, name in parts], ["j_min"]),
+            *_combining([name for _, name in parts], how, "j_all", inits),
             helper.make_node("Less", [first, "j_gate"], ["j_below"]),
-            helper.make_node("Where", ["j_below", first, "j_min"], ["j_least"]),
+            helper.make_node("Where", ["j_below", first, "j_all"], ["j_gated"]),
         ],
         "every_member",
         [],
-        [out("j_least", TensorProto.FLOAT, None)],
+        [out("j_gated", TensorProto.FLOAT, None)],
     )
     return [
         helper.make_node("ReduceMax", [first], ["j_top"], keepdims=0),
