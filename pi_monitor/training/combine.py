@@ -1,6 +1,7 @@
 """How a join's members' calibrated logits become one (numpy only, so the command line can offer
-the names without importing onnx): their mean, or their least (stop 48: "every member must hear a
-cry", so one member sure of a cat no longer carries the join).
+the names without importing onnx): their mean, their least (stop 48: "every member must hear a
+cry", so one member sure of a cat no longer carries the join), or their mean gated as the least
+is (stop 50).
 
 The least is gated by the first member: below the lowest threshold any setting allows
 (`OFF_THRESHOLD_MIN`), the least is below every threshold whatever the others say, so there the
