@@ -29,9 +29,14 @@ def mean(logits: Sequence[np.ndarray]) -> np.ndarray:
     return np.mean(logits, axis=0)
 
 
-def least(logits: Sequence[np.ndarray]) -> np.ndarray:
+def gated(logits: Sequence[np.ndarray], combined: np.ndarray) -> np.ndarray:
+    """`combined` where the first member reaches the gate, the first member's logit elsewhere."""
     first = logits[0]
-    return np.where(first < GATE_LOGIT, first, np.min(logits, axis=0))
+    return np.where(first < GATE_LOGIT, first, combined)
+
+
+def least(logits: Sequence[np.ndarray]) -> np.ndarray:
+    return gated(logits, np.min(logits, axis=0))
 
 
 def gated_mean(logits: Sequence[np.ndarray]) -> np.ndarray:
@@ -39,8 +44,7 @@ def gated_mean(logits: Sequence[np.ndarray]) -> np.ndarray:
     the least. Not decision-safe: a window the first scores under the gate keeps the first's
     logit even where the others are sure enough to lift the plain mean over the threshold (at
     0.95, a second member over 0.9997), so it is judged as a model of its own."""
-    first = logits[0]
-    return np.where(first < GATE_LOGIT, first, np.mean(logits, axis=0))
+    return gated(logits, mean(logits))
 
 
 COMBINE: dict[str, Callable[[Sequence[np.ndarray]], np.ndarray]] = {
