@@ -770,6 +770,7 @@ def test_cli_joins_short_and_long_students_under_a_threshold_of_its_own(
     run = _tiny_run(tiny_corpus, teachers, tmp_path)
     long, other = tmp_path / "long.onnx", tmp_path / "other.onnx"
     train = ["train", *run, "--epochs", "0.05", "--threads", "1", "--mine-rounds", "0"]
+    train += ["--checkpoint", str(tmp_path / "long.pt")]  # not the user's ~/.cache/pi-monitor
     assert main([*train, "--window-frames", "77", "--out", str(long)]) == 0
     assert main([*train, "--window-frames", "77", "--train-seed", "1", "--out", str(other)]) == 0
     joined, half, three = tmp_path / "j.onnx", tmp_path / "j16.onnx", tmp_path / "j3.onnx"
