@@ -706,6 +706,12 @@ def test_cli_trains_evaluates_and_tabulates_on_a_corpus_folder(
     assert main([*train, *narrow, "--last-from-scratch"]) == 0  # stage 1 kept
     assert stages[0].stat().st_mtime_ns == first
     assert load_checkpoint(tmp_path / "m.pt").recipe == load_checkpoint(stages[0]).recipe
+    mined_at = stages[1].stat().st_mtime_ns
+    finish = ["--finish-animal-negative-hard-weight", "1"]
+    assert main([*train, *narrow, *finish]) == 0  # stage 1 and its mining kept, the last anew
+    assert [stages[0].stat().st_mtime_ns, stages[1].stat().st_mtime_ns] == [first, mined_at]
+    assert load_checkpoint(tmp_path / "m.pt").recipe.family_negative_weights == (("animals", 1.0),)
+    assert load_checkpoint(stages[0]).recipe.family_negative_weights == ()
     last = [*train, "--with-val-groups", "--checkpoint", str(tmp_path / "last.pt")]
     last += ["--out", str(tmp_path / "last.onnx")]
     for alone in (last, [*train, "--temperature", "0.8"]):

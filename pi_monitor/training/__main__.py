@@ -312,6 +312,9 @@ def _train(args: argparse.Namespace, ws: Workspace, split: Split) -> Path:
     stages = [recipe] + [later] * args.mine_rounds
     if args.last_from_scratch:  # the last stage learns pool and mined windows together
         stages[-1] = recipe
+    if args.finish_animal_negative_hard_weight is not None:
+        finish = (("animals", args.finish_animal_negative_hard_weight),)
+        stages[-1] = dataclasses.replace(stages[-1], family_negative_weights=finish)
     for stage, stage_recipe in enumerate(stages, 1):
         fresh = args.last_from_scratch and stage == len(stages)
         if trained is not None:  # what the stage before still calls a cry
@@ -479,6 +482,13 @@ def main(argv: list[str] | None = None) -> int:
                 float,
                 None,
                 "like --negative-hard-weight, for non-cries holding an animal clip",
+            ),
+            (
+                "--finish-animal-negative-hard-weight",
+                float,
+                None,
+                "--animal-negative-hard-weight for the last stage only: rank clips first, "
+                "learn restraint on animals last",
             ),
             ("--mined-cries", int, 1, "cries mixed over each mined window"),
             ("--widths", _widths, None, "channels per convolution layer, comma-separated"),
