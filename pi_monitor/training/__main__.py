@@ -103,6 +103,11 @@ def _window_frames(text: str) -> int:
     return frames
 
 
+def _animals_taught(weight: float | None) -> tuple[tuple[str, float], ...]:
+    """`Recipe.family_negative_weights` for an --animal-negative-hard-weight (either flag's)."""
+    return () if weight is None else (("animals", weight),)
+
+
 def _student_widths(args: argparse.Namespace) -> tuple[int, ...]:
     """--widths, or the shipped widths with the last repeated until the network hears
     --window-frames; either way, they must make a window of exactly that many frames."""
@@ -281,11 +286,7 @@ def _train(args: argparse.Namespace, ws: Workspace, split: Split) -> Path:
         mel_shift=args.mel_shift,
         teacher_embedding_weight=args.teacher_embedding_weight,
         widths=widths,
-        family_negative_weights=(
-            ()
-            if args.animal_negative_hard_weight is None
-            else (("animals", args.animal_negative_hard_weight),)
-        ),
+        family_negative_weights=_animals_taught(args.animal_negative_hard_weight),
     )
     later = dataclasses.replace(recipe, epochs=args.mine_epochs, lr=recipe.lr * MINE_LR)
     mining = Mining(threshold=args.mine_threshold, cries=args.mined_cries)
@@ -313,7 +314,7 @@ def _train(args: argparse.Namespace, ws: Workspace, split: Split) -> Path:
     if args.last_from_scratch:  # the last stage learns pool and mined windows together
         stages[-1] = recipe
     if args.finish_animal_negative_hard_weight is not None:
-        finish = (("animals", args.finish_animal_negative_hard_weight),)
+        finish = _animals_taught(args.finish_animal_negative_hard_weight)
         stages[-1] = dataclasses.replace(stages[-1], family_negative_weights=finish)
     for stage, stage_recipe in enumerate(stages, 1):
         fresh = args.last_from_scratch and stage == len(stages)
