@@ -736,6 +736,11 @@ def test_cli_trains_evaluates_and_tabulates_on_a_corpus_folder(
     assert main([*evaluate, "--on", "val", "--mixtures-per-cry", "2", "--report", str(twice)]) == 0
     mixtures = [json.loads(r.read_text())[0]["events"]["+0 dB"]["mixtures"] for r in (once, twice)]
     assert mixtures[0] > 0 and mixtures[1] == 2 * mixtures[0]
+    assert main(["compare", str(once), str(once)]) == 0  # the same run: no difference anywhere
+    assert "| all | -6 dB |" in (same := capsys.readouterr().out) and "| +0.000 |" in same
+    with pytest.raises(SystemExit):
+        main(["compare", str(once), str(twice)])
+    assert "read both with the same --on and --mixtures-per-cry" in capsys.readouterr().err
     assert main(["tables", str(report)]) == 0
     tables = capsys.readouterr().out
     assert "| held-out-groups | YAMNet class 20 as it is |" in tables and "per source" in tables
@@ -861,6 +866,58 @@ def test_the_trade_off_curve_ranks_the_run_that_sits_above_the_line_first(
     with pytest.raises(SystemExit):
         main(["curve", *paths[:2]])
     assert "three reports" in capsys.readouterr().err
+
+
+def _onsets(found: list[int], others: list[int], threshold: float = 0.95) -> list[dict]:
+    """A report row whose every background and SNR holds these mixture-by-mixture onsets."""
+    snrs = {snr: {"found": found, "other_onsets": others} for snr in ("-6 dB", "+0 dB", "+6 dB")}
+    return [{"threshold": threshold, "events": snrs, "events_by_background": {"music": snrs}}]
+
+
+def test_compare_tells_a_tie_from_a_gain_on_the_same_mixtures(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from pi_monitor.training.__main__ import main
+
+    runs = {
+        "before": _onsets([1] * 50 + [0] * 50, [0] * 100),
+        "tie": _onsets([0] + [1] * 50 + [0] * 49, [0] * 100),  # one cry lost, another found
+        "gain": _onsets([1] * 60 + [0] * 40, [0] * 99 + [2]),
+    }
+    for name, rows in runs.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(rows))
+
+    def compare(after: str) -> list[list[str]]:
+        assert (
+            main(["compare", str(tmp_path / "before.json"), str(tmp_path / f"{after}.json")]) == 0
+        )
+        lines = capsys.readouterr().out.splitlines()
+        return [[c.strip() for c in line.split("|")[1:-1]] for line in lines[3:]]
+
+    tie = compare("tie")
+    assert len(tie) == 6 and tie[0][:6] == ["all", "-6 dB", "100", "0.667", "0.667", "+0.000"]
+    low, high = (float(x) for x in tie[0][6].split(" to "))
+    assert low < 0 < high and tie[0][7:] == ["1 / 1", "1.00"]
+    gain = compare("gain")  # 60 of 100 found and two other onsets: F1 2x60 / (2x60 + 2 + 40)
+    assert gain[3][:6] == ["music", "-6 dB", "100", "0.667", "0.741", "+0.074"]
+    assert float(gain[3][6].split(" to ")[0]) > 0 and gain[3][7:] == ["10 / 0", "0.00"]
+
+
+def test_compare_refuses_reports_that_do_not_pair_up(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from pi_monitor.training.__main__ import main
+
+    def refusal(rows: list[dict]) -> str:
+        (tmp_path / "a.json").write_text(json.dumps(_onsets([1, 0], [0, 0])))
+        (tmp_path / "b.json").write_text(json.dumps(rows))
+        with pytest.raises(SystemExit):
+            main(["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json")])
+        return capsys.readouterr().err
+
+    assert "2 mixtures against 3" in refusal(_onsets([1, 0, 1], [0, 0, 0]))
+    old = [{"threshold": 0.95, "events": {"-6 dB": {"f1": 0.6}}}]
+    assert "evaluate that model again with --report" in refusal(old)
 
 
 def _refusal(command: str, path: Path, capsys: pytest.CaptureFixture) -> str:

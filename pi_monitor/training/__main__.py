@@ -9,6 +9,7 @@ evaluate  replays the split's test clips through the service pipeline and prints
 loso      train + evaluate (with the teacher rows) every leave-one-source-out fold
 tables    the model card's Markdown tables from evaluation reports (JSON)
 curve     onset F1 against false alarms over several runs' reports: the line and each run's distance
+compare   two runs' onset F1 on the same mixtures: the paired difference and its interval
 join      one model averaging students' logits (short windows and a long one, J), its threshold
           fitted by the student's rule on the split's validation clips
 teachers  what the AudioSet teachers (YAMNet, mn04) hear in audio files, over time
@@ -588,6 +589,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("reports", type=Path, nargs="+", help="JSON written by evaluate --report")
     p = sub.add_parser("curve")
     p.add_argument("reports", type=Path, nargs="+", help="evaluate --report JSON, one per run")
+    p = sub.add_parser("compare")
+    p.add_argument("reports", type=Path, nargs=2, help="evaluate --report JSON: before, after")
     p = sub.add_parser("teachers")
     p.add_argument("--teachers", type=Path, default=DEFAULT_TEACHERS, help="teachers folder")
     p.add_argument("files", type=Path, nargs="+", help="audio files (any rate, mixed to mono)")
@@ -615,6 +618,17 @@ def main(argv: list[str] | None = None) -> int:
         runs = {p.stem: _report_rows(parser, p, CURVE_KEYS)[0] for p in args.reports}
         try:
             print(trade_off(runs))
+        except ValueError as err:
+            parser.error(str(err))
+        return 0
+    if args.command == "compare":
+        from pi_monitor.training.evaluate import paired_onsets
+
+        before, after = (
+            (p.stem, _report_rows(parser, p, ("events", "threshold"))[0]) for p in args.reports
+        )
+        try:
+            print(paired_onsets(before, after))
         except ValueError as err:
             parser.error(str(err))
         return 0
