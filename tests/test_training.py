@@ -868,10 +868,11 @@ def test_the_trade_off_curve_ranks_the_run_that_sits_above_the_line_first(
     assert "three reports" in capsys.readouterr().err
 
 
-def _onsets(found: list[int], others: list[int], threshold: float = 0.95) -> list[dict]:
-    """A report row whose every background and SNR holds these mixture-by-mixture onsets."""
+def _onsets(found: list[int], others: list[int]) -> list[dict]:
+    """A validation report row whose every background and SNR holds these mixtures' onsets."""
     snrs = {snr: {"found": found, "other_onsets": others} for snr in ("-6 dB", "+0 dB", "+6 dB")}
-    return [{"threshold": threshold, "events": snrs, "events_by_background": {"music": snrs}}]
+    row = {"split": "val", "seed": 0, "threshold": 0.95, "events": snrs}
+    return [{**row, "events_by_background": {"music": snrs}}]
 
 
 def test_compare_tells_a_tie_from_a_gain_on_the_same_mixtures(
@@ -916,6 +917,7 @@ def test_compare_refuses_reports_that_do_not_pair_up(
         return capsys.readouterr().err
 
     assert "2 mixtures against 3" in refusal(_onsets([1, 0, 1], [0, 0, 0]))
+    assert "differ in seed, so" in refusal([{**_onsets([1, 0], [0, 0])[0], "seed": 1}])
     old = [{"threshold": 0.95, "events": {"-6 dB": {"f1": 0.6}}}]
     assert "evaluate that model again with --report" in refusal(old)
 

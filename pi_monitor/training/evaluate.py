@@ -525,6 +525,7 @@ def evaluate(
     return {
         "scorer": scorer.name,
         "split": split.name,
+        "seed": seed,
         "threshold": threshold,
         "detector": dataclasses.asdict(detector),
         "clip": clips,
@@ -742,6 +743,13 @@ def paired_onsets(
     the mixtures only one of them found, so that a tie is told from a loss (one run's F1 alone
     moves 0.02-0.05 by chance)."""
     (name_a, before_row), (name_b, after_row) = before, after
+    known = [k for k in ("split", "seed") if k in before_row and k in after_row]
+    unlike = [k for k in known if before_row[k] != after_row[k]]
+    if unlike:
+        raise ValueError(
+            f"{name_a} and {name_b} differ in {' and '.join(unlike)}, so their mixtures differ; "
+            "read both with the same --on and --seed"
+        )
     rows = []
     groups = {"all": before_row["events"], **before_row.get("events_by_background", {})}
     other = {"all": after_row["events"], **after_row.get("events_by_background", {})}
