@@ -919,7 +919,8 @@ def test_compare_refuses_reports_that_do_not_pair_up(
     assert "2 mixtures against 3" in refusal(_onsets([1, 0, 1], [0, 0, 0]))
     assert "differ in seed, so" in refusal([{**_onsets([1, 0], [0, 0])[0], "seed": 1}])
     old = [{"threshold": 0.95, "events": {"-6 dB": {"f1": 0.6}}}]
-    assert "evaluate that model again with --report" in refusal(old)
+    assert "b: no mixture-by-mixture onsets for all -6 dB" in (message := refusal(old))
+    assert "evaluate that model again with --report" in message
 
 
 def _refusal(command: str, path: Path, capsys: pytest.CaptureFixture) -> str:

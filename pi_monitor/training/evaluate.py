@@ -758,11 +758,12 @@ def paired_onsets(
             a, b = events.get(snr, {}), other.get(background, {}).get(snr, {})
             if not a and not b:  # no cries in this split or background
                 continue
-            if "found" not in a or "found" not in b:
-                raise ValueError(
-                    f"{background} {snr}: a report without mixture-by-mixture onsets "
-                    "(written before they were kept); evaluate that model again with --report"
-                )
+            for name, row in ((name_a, a), (name_b, b)):
+                if "found" not in row:
+                    raise ValueError(
+                        f"{name}: no mixture-by-mixture onsets for {background} {snr} (a report "
+                        "written before they were kept); evaluate that model again with --report"
+                    )
             if len(a["found"]) != len(b["found"]):
                 raise ValueError(
                     f"{background} {snr}: {len(a['found'])} mixtures against "
