@@ -315,6 +315,12 @@ def _sample(rng: np.random.Generator, clips: list[Clip], most: int) -> list[Clip
     return [clips[i] for i in sorted(rng.choice(len(clips), most, replace=False))]
 
 
+def _onset_f1(found: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """Onset F1 over the last axis (one mixture each): 2 TP / (2 TP + FP + FN)."""
+    tp = found.sum(-1)
+    return 2 * tp / np.maximum(2 * tp + others.sum(-1) + (found.shape[-1] - tp), 1)
+
+
 def event_figures(
     scorer: Scorer,
     test: Sequence[Clip],
@@ -345,7 +351,7 @@ def event_figures(
     latencies: list[float] = []
     for snr in SNRS_DB:
         rng = np.random.default_rng([seed, int(snr) + 100, BACKGROUNDS.index(background)])
-        tp = fp = fn = fp_inside = 0
+        fp_inside = 0
         found: list[int] = []
         others: list[int] = []
         for cry in (c for c in cries for _ in range(mixtures_per_cry)):
@@ -360,19 +366,16 @@ def event_figures(
             onsets = [e for e in scorer.events(mixture, detector) if isinstance(e, CryOnset)]
             matched = [e for e in onsets if abs(e.t - truth) <= COLLAR_S]
             if matched:
-                tp += 1
                 latencies.append(matched[0].emitted_t - truth)
-            else:
-                fn += 1
             extra = [e for e in onsets if not matched or e is not matched[0]]
-            fp += len(extra)
             found.append(int(bool(matched)))
             others.append(len(extra))
             end = (start + len(x)) / sr
             fp_inside += sum(truth - COLLAR_S <= e.t <= end for e in extra)
+        tp, fp = sum(found), sum(others)
         precision = tp / (tp + fp) if tp + fp else 0.0
-        recall = tp / (tp + fn) if tp + fn else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        recall = tp / len(found) if found else 0.0
+        f1 = float(_onset_f1(np.array(found), np.array(others)))
         out[_snr_key(snr)] = {
             "precision": precision,
             "recall": recall,
@@ -727,12 +730,6 @@ def trade_off(reports: dict[str, dict]) -> str:
 
 
 PAIRED_DRAWS = 10_000
-
-
-def _onset_f1(found: np.ndarray, others: np.ndarray) -> np.ndarray:
-    """Onset F1 over the last axis (one mixture each): 2 TP / (2 TP + FP + FN)."""
-    tp = found.sum(-1)
-    return 2 * tp / np.maximum(2 * tp + others.sum(-1) + (found.shape[-1] - tp), 1)
 
 
 def paired_onsets(
