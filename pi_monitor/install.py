@@ -181,6 +181,18 @@ def unit_text(executable: Path) -> str:
     return (TEMPLATES / "pi-monitor.service").read_text().replace(EXECUTABLE_MARK, str(executable))
 
 
+def unit_environment(cache_root: Path) -> dict[str, str]:
+    """The shipped unit's Environment= settings, with its cache directory root (`%C`) at
+    `cache_root`: what a bench or a test sets to run the service as the unit runs it."""
+    text = (TEMPLATES / "pi-monitor.service").read_text()
+    return dict(
+        assignment.replace("%C", str(cache_root)).split("=", 1)
+        for line in text.splitlines()
+        if line.startswith("Environment=")
+        for assignment in line.removeprefix("Environment=").split()
+    )
+
+
 def problems(target: Target, dry_run: bool) -> list[str]:
     """Why a run would stop before its first step, each with the fix."""
     found = []

@@ -25,6 +25,7 @@ import soundfile as sf
 from pi_monitor.classifier import CryClassifier
 from pi_monitor.config import MqttSettings, Settings
 from pi_monitor.discovery import Topics
+from pi_monitor.install import unit_environment
 from pi_monitor.replay import replay_paths
 from pi_monitor.store import FILENAME
 
@@ -89,11 +90,20 @@ def write_config(tmp_path: Path, model: Path) -> Path:
     return config
 
 
+@pytest.fixture(scope="module")
+def unit_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The unit's cache directory root (`%C`), shared so that only the first start compiles."""
+    return tmp_path_factory.mktemp("cache")
+
+
 def run_service(
-    pulse: PulseServer, config: Path, notify: NotifyListener, stdout: Any
+    pulse: PulseServer, config: Path, notify: NotifyListener, stdout: Any, cache: Path
 ) -> subprocess.Popen[str]:
-    """`pi-monitor run` on the PulseAudio rig, telling `notify` as it would tell systemd."""
-    env = {**pulse.env, "NOTIFY_SOCKET": str(notify.path), "PYTHONPATH": str(ROOT)}
+    """`pi-monitor run` on the PulseAudio rig as the unit runs it (its environment: Python at
+    -OO, compiled files in the cache directory), telling `notify` as it would tell systemd."""
+    env = {**pulse.env, **unit_environment(cache)}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # systemd starts the unit without it
+    env |= {"NOTIFY_SOCKET": str(notify.path), "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
         [sys.executable, "-m", "pi_monitor", "run", "--config", str(config)],
         env=env,
@@ -116,7 +126,7 @@ def wall_epoch(event: dict) -> float:
 
 
 def test_live_service_events_match_a_replay_of_the_played_file(
-    pulse: PulseServer, tmp_path: Path, test_model: Path, fixtures_dir: Path
+    pulse: PulseServer, tmp_path: Path, test_model: Path, fixtures_dir: Path, unit_cache: Path
 ) -> None:
     wav = live_wav(fixtures_dir, tmp_path / "nursery.wav")
     recorder = Recorder()
@@ -125,7 +135,8 @@ def test_live_service_events_match_a_replay_of_the_played_file(
     assert report.errors == [] and [e["type"] for e in replayed] == ["cry_onset", "cry_end"]
 
     notify = NotifyListener(tmp_path / "notify.sock")
-    service = run_service(pulse, write_config(tmp_path, test_model), notify, subprocess.PIPE)
+    config = write_config(tmp_path, test_model)
+    service = run_service(pulse, config, notify, subprocess.PIPE, unit_cache)
     try:
         notify.wait_for("READY=1", timeout=60)
         notify.wait_for("STATUS=listening", timeout=30)
@@ -153,6 +164,8 @@ def test_live_service_events_match_a_replay_of_the_played_file(
             assert abs(got["duration_s"] - want["duration_s"]) <= TOLERANCE_S
     written = [p.name for p in (tmp_path / "state").rglob("*") if p.is_file()]
     assert written and not [n for n in written if n.endswith((".wav", ".flac", ".raw"))], written
+    compiled = {p.name for p in unit_cache.rglob("*.pyc")}  # the service ran at -OO, caching here
+    assert f"service.{sys.implementation.cache_tag}.opt-2.pyc" in compiled
 
 
 def cry_clip(fixtures_dir: Path, path: Path) -> Path:
@@ -170,6 +183,7 @@ def test_a_full_disk_a_damaged_night_log_and_a_killed_broker_never_delay_a_cry_b
     tmp_path: Path,
     test_model: Path,
     fixtures_dir: Path,
+    unit_cache: Path,
 ) -> None:
     clip = cry_clip(fixtures_dir, tmp_path / "cry.wav")
     recorder = Recorder()
@@ -189,7 +203,7 @@ def test_a_full_disk_a_damaged_night_log_and_a_killed_broker_never_delay_a_cry_b
     watcher = Subscriber(broker, [topics.event, topics.state], durable=True)
     notify = NotifyListener(tmp_path / "notify.sock")
     log = (tmp_path / "service.log").open("w")
-    service = run_service(pulse, config, notify, log)
+    service = run_service(pulse, config, notify, log, unit_cache)
 
     def events(kind: str) -> list[tuple[float, dict]]:
         """Each event's first arrival (a repeat after a reconnection has the same seq)."""
