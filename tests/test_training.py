@@ -38,6 +38,7 @@ from pi_monitor.training.examples import (
     SPEED_RANGE,
     UNKNOWN,
     WINDOW_FRAMES,
+    WINDOW_HOP_FRAMES,
     ExampleSampler,
     Mixing,
     window_samples,
@@ -773,29 +774,34 @@ def test_cli_joins_short_and_long_students_under_a_threshold_of_its_own(
     tiny_corpus: Path, teachers: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     from pi_monitor.classifier import CryClassifier
-    from pi_monitor.config import DEFAULT_MODEL
     from pi_monitor.training.__main__ import main
     from pi_monitor.training.combine import GATE_LOGIT
     from pi_monitor.training.evaluate import StudentScorer, validation_threshold
 
+    from model_factory import loudness_model
+
     run = _tiny_run(tiny_corpus, teachers, tmp_path)
-    long, other = tmp_path / "long.onnx", tmp_path / "other.onnx"
+    short_model, long, other = (tmp_path / f"{n}.onnx" for n in ("short", "long", "other"))
     train = ["train", *run, "--epochs", "0.05", "--threads", "1", "--mine-rounds", "0"]
     train += ["--checkpoint", str(tmp_path / "long.pt")]  # not the user's ~/.cache/pi-monitor
+    # the short member: loud windows score high, silence falls below the gate (a trained tiny
+    # student's silence does not), 53 frames on the real front end
+    frames = {"window_frames": WINDOW_FRAMES, "window_hop_frames": WINDOW_HOP_FRAMES}
+    loudness_model(short_model, **dataclasses.asdict(FRONT_END), **frames)
     assert main([*train, "--window-frames", "77", "--out", str(long)]) == 0
     assert main([*train, "--window-frames", "77", "--train-seed", "1", "--out", str(other)]) == 0
     joined, half, three = tmp_path / "j.onnx", tmp_path / "j16.onnx", tmp_path / "j3.onnx"
-    assert main(["join", *run, str(DEFAULT_MODEL), str(long), "--out", str(joined)]) == 0
-    assert main(["join", *run, str(DEFAULT_MODEL), str(long), "--out", str(half), "--float16"]) == 0
-    students = [str(DEFAULT_MODEL), str(other), str(long)]  # a window may equal the longest
+    assert main(["join", *run, str(short_model), str(long), "--out", str(joined)]) == 0
+    assert main(["join", *run, str(short_model), str(long), "--out", str(half), "--float16"]) == 0
+    students = [str(short_model), str(other), str(long)]  # a window may equal the longest
     assert main(["join", *run, *students, "--out", str(three), "--float16"]) == 0
     least, gated_mean = tmp_path / "least.onnx", tmp_path / "gated_mean.onnx"
     for out, combine in ((least, "min"), (gated_mean, "gated-mean")):
-        pair = [str(DEFAULT_MODEL), str(long)]
+        pair = [str(short_model), str(long)]
         assert main(["join", *run, *pair, "--out", str(out), "--combine", combine]) == 0
     assert "threshold" in capsys.readouterr().out
 
-    j, short, lo = CryClassifier(joined), CryClassifier(DEFAULT_MODEL), CryClassifier(long)
+    j, short, lo = CryClassifier(joined), CryClassifier(short_model), CryClassifier(long)
     assert j.info.window_frames == 77
     assert j.info.heard_frames == short.info.window_frames  # dated where the short member hears
     clips = read_manifest(tiny_corpus)  # the rule on the join's own scores, not a member's copied
@@ -828,8 +834,18 @@ def test_cli_joins_short_and_long_students_under_a_threshold_of_its_own(
     averaged = np.where(first < GATE_LOGIT, first, (first + other_logits) / 2)
     np.testing.assert_allclose(CryClassifier(gated_mean).predict(mixed)[1], averaged, atol=1e-4)
 
+    given = tmp_path / "given.onnx"  # a threshold chosen on validation beforehand, recorded as is
+    assert (
+        main(["join", *run, str(short_model), str(long), "--out", str(given), "--threshold", "0.9"])
+        == 0
+    )
+    assert CryClassifier(given).info.threshold == 0.9 and "(given)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["join", *run, str(short_model), str(long), "--out", str(given), "--threshold", "1.5"])
+    assert "not an on-threshold from 0.5 to 0.99" in capsys.readouterr().err
+
     swapped = tmp_path / "swapped.onnx"
-    assert main(["join", *run, str(long), str(DEFAULT_MODEL), "--out", str(swapped)]) == 2
+    assert main(["join", *run, str(long), str(short_model), "--out", str(swapped)]) == 2
     assert "must equal or exceed" in capsys.readouterr().err and not swapped.exists()
     assert main(["join", *run, str(long), "--out", str(swapped)]) == 2
     assert "two students or more" in capsys.readouterr().err and not swapped.exists()

@@ -92,6 +92,18 @@ def _count(text: str) -> int:
     return int(text)
 
 
+def _on_threshold(text: str) -> float:
+    """`--threshold 0.94`: an on-threshold the service's config would accept."""
+    low, high = ON_THRESHOLD_RANGE
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an on-threshold from {low} to {high}")
+    return value
+
+
 def _window_frames(text: str) -> int:
     """`--window-frames 101`: a window the network's layers can make (53 plus 24s)."""
     from pi_monitor.training.model import layers_for
@@ -374,18 +386,22 @@ def _scorers(args: argparse.Namespace, ws: Workspace, split: Split, ensemble: bo
 
 
 def _join(args: argparse.Namespace, ws: Workspace, split: Split) -> None:
-    """The join, under its own on-threshold: the student's rule on the join's validation scores."""
+    """The join, under its own on-threshold: the student's rule on the join's validation scores,
+    or the one given (a threshold chosen on validation by a rule written before its figures)."""
     from pi_monitor.training.evaluate import StudentScorer, validation_threshold
     from pi_monitor.training.join import join, set_threshold
 
     join(args.students, args.out, args.float16, args.combine)
     scorer = StudentScorer(args.out)
-    threshold = validation_threshold(scorer, split.val, ws.cache, floor=ON_THRESHOLD_RANGE[0])
+    if args.threshold is None:
+        threshold = validation_threshold(scorer, split.val, ws.cache, floor=ON_THRESHOLD_RANGE[0])
+        why = f"the student's rule on split {split.name}'s validation clips"
+    else:
+        threshold, why = args.threshold, "given"
     set_threshold(args.out, threshold)
     print(
         f"{args.out}: {args.combine} of {', '.join(p.name for p in args.students)}, "
-        f"{scorer.classifier.info.window_frames} frames, threshold {threshold:.4f} "
-        f"(the student's rule on split {split.name}'s validation clips)"
+        f"{scorer.classifier.info.window_frames} frames, threshold {threshold:.4f} ({why})"
     )
 
 
@@ -581,6 +597,12 @@ def main(argv: list[str] | None = None) -> int:
         default="mean",
         help="the members' calibrated logits averaged, or their least (each must hear a cry; "
         "the others run only where the first reaches the lowest allowed threshold)",
+    )
+    p.add_argument(
+        "--threshold",
+        type=_on_threshold,
+        help="record this on-threshold instead of fitting one (the shipped model's was chosen "
+        "on validation from a list written before its figures)",
     )
     p = sub.add_parser("export")
     p.add_argument("checkpoint", type=Path)

@@ -62,7 +62,9 @@ def join(
     skips = [skip for _, skip in students]
     long = students[-1][0].info
     graph = _graph(protos, skips, float16, long.features.n_mels, combine)
-    description = f"J: {combine} of the calibrated logits of " + ", ".join(p.name for p in paths)
+    description = f"CryNet join (J): {combine} of the calibrated logits of " + ", ".join(
+        p.name for p in paths
+    )
     # every member was taught on the window's last second: date each score where the shortest
     # member hears, as it alone would be dated, so the long window does not move onsets earlier
     heard = min(s.info.heard_frames or s.info.window_frames for s, _ in students)
