@@ -23,7 +23,9 @@ MAX_REPLAY_MACS_PER_SECOND = 20_000_000
 def test_shipped_model_carries_the_training_front_end_in_its_metadata() -> None:
     info = CryClassifier(DEFAULT_MODEL).info
     assert info.features == FRONT_END
-    assert (info.window_frames, info.window_hop_frames) == (WINDOW_FRAMES, WINDOW_HOP_FRAMES)
+    # a join (v5): its long member's 2.03 s window, dated where its 1.07 s member hears
+    assert (info.heard_frames, info.window_hop_frames) == (WINDOW_FRAMES, WINDOW_HOP_FRAMES)
+    assert info.window_frames == WINDOW_FRAMES + 4 * WINDOW_HOP_FRAMES
     assert 0.5 <= info.threshold < 1.0 and "CryNet" in info.description
 
 
@@ -39,12 +41,13 @@ def test_shipped_model_front_end_stays_below_4_khz_so_bandwidth_cannot_be_a_cue(
 
 def test_shipped_model_scores_a_long_run_as_its_windows_one_by_one() -> None:
     classifier = CryClassifier(DEFAULT_MODEL)
-    shape = (WINDOW_FRAMES + 299 * WINDOW_HOP_FRAMES, FRONT_END.n_mels)
+    frames = classifier.info.window_frames
+    shape = (frames + 299 * WINDOW_HOP_FRAMES, FRONT_END.n_mels)
     run = np.random.default_rng(0).normal(-8, 3, shape)
     scores, logits = classifier.predict(run.astype(np.float32))
     assert scores.shape == logits.shape == (300,)
     for j in (0, 1, 255, 256, 299):
-        window = run[j * WINDOW_HOP_FRAMES : j * WINDOW_HOP_FRAMES + WINDOW_FRAMES]
+        window = run[j * WINDOW_HOP_FRAMES : j * WINDOW_HOP_FRAMES + frames]
         assert classifier.predict(window.astype(np.float32))[1][0] == pytest.approx(
             logits[j], abs=1e-4
         )
