@@ -43,17 +43,27 @@ def _macs(model: onnx.ModelProto, frames: int) -> int:
         dim.ClearField("dim_param")
         dim.dim_value = value
     inferred = onnx.shape_inference.infer_shapes(model)
-    values = [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
-    shapes = {v.name: tuple(d.dim_value for d in v.type.tensor_type.shape.dim) for v in values}
-    shapes |= {t.name: tuple(t.dims) for t in model.graph.initializer}
+    return _graph_macs(inferred.graph, {})
+
+
+def _graph_macs(graph: onnx.GraphProto, outer: dict[str, tuple[int, ...]]) -> int:
+    """A graph's multiply-adds; an If (a gated join) counts its costlier branch, the one that
+    runs whenever a window reaches the gate."""
+    values = [*graph.value_info, *graph.input, *graph.output]
+    shapes = outer | {
+        v.name: tuple(d.dim_value for d in v.type.tensor_type.shape.dim) for v in values
+    }
+    shapes |= {t.name: tuple(t.dims) for t in graph.initializer}
     total = 0
-    for node in model.graph.node:
+    for node in graph.node:
         if node.op_type == "Conv":
             weight = shapes[node.input[1]]
             total += int(np.prod(shapes[node.output[0]])) * int(np.prod(weight[1:]))
         elif node.op_type in ("Gemm", "MatMul"):
             a, b = shapes[node.input[0]], shapes[node.input[1]]
             total += int(np.prod(a)) * int(b[-1] if node.op_type == "MatMul" else min(b))
+        elif node.op_type == "If":
+            total += max(_graph_macs(branch.g, shapes) for branch in node.attribute)
     return total
 
 

@@ -15,9 +15,10 @@ from pi_monitor.training.examples import FRONT_END, WINDOW_FRAMES, WINDOW_HOP_FR
 from model_cost import model_cost
 
 MAX_BYTES = 2_000_000
-# A replay's model cost per audio-second; with the features it keeps a whole replay at about a
-# third of YAMNet's CPU (bench/bench_pipeline.py measures the ratio itself).
-MAX_REPLAY_MACS_PER_SECOND = 20_000_000
+# A replay's model cost per audio-second, both members of the join counted: v5's 30.4 M is a
+# whole replay at 24 % of YAMNet's CPU (bench/bench_pipeline.py measures the ratio itself), so
+# 40 M stays near a third of it, inside the 50 % budget.
+MAX_REPLAY_MACS_PER_SECOND = 40_000_000
 
 
 def test_shipped_model_carries_the_training_front_end_in_its_metadata() -> None:

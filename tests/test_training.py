@@ -778,6 +778,7 @@ def test_cli_joins_short_and_long_students_under_a_threshold_of_its_own(
     from pi_monitor.training.combine import GATE_LOGIT
     from pi_monitor.training.evaluate import StudentScorer, validation_threshold
 
+    from model_cost import model_cost
     from model_factory import loudness_model
 
     run = _tiny_run(tiny_corpus, teachers, tmp_path)
@@ -833,6 +834,8 @@ def test_cli_joins_short_and_long_students_under_a_threshold_of_its_own(
     np.testing.assert_allclose(gated_join.predict(mixed)[1], gated, atol=1e-4)
     averaged = np.where(first < GATE_LOGIT, first, (first + other_logits) / 2)
     np.testing.assert_allclose(CryClassifier(gated_mean).predict(mixed)[1], averaged, atol=1e-4)
+    # the long member runs inside the gate's If, and its multiply-adds count (the short has none)
+    assert model_cost(gated_mean).macs_per_window == model_cost(long).macs_per_window > 0
 
     given = tmp_path / "given.onnx"  # a threshold chosen on validation beforehand, recorded as is
     assert (
