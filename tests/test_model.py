@@ -15,7 +15,7 @@ from pi_monitor.training.examples import FRONT_END, WINDOW_FRAMES, WINDOW_HOP_FR
 from model_cost import model_cost
 
 MAX_BYTES = 2_000_000
-# A replay's model cost per audio-second, both members of the join counted: v5's 30.4 M is a
+# A replay's model cost per audio-second, both members of the join counted: v11's 30.4 M is a
 # whole replay at 24 % of YAMNet's CPU (bench/bench_pipeline.py measures the ratio itself), so
 # 40 M stays near a third of it, inside the 50 % budget.
 MAX_REPLAY_MACS_PER_SECOND = 40_000_000
@@ -24,7 +24,7 @@ MAX_REPLAY_MACS_PER_SECOND = 40_000_000
 def test_shipped_model_carries_the_training_front_end_in_its_metadata() -> None:
     info = CryClassifier(DEFAULT_MODEL).info
     assert info.features == FRONT_END
-    # a join (v5): its long member's 2.03 s window, dated where its 1.07 s member hears
+    # a join (v11): its long member's 2.03 s window, dated where its 1.07 s member hears
     assert (info.heard_frames, info.window_hop_frames) == (WINDOW_FRAMES, WINDOW_HOP_FRAMES)
     assert info.window_frames == WINDOW_FRAMES + 4 * WINDOW_HOP_FRAMES
     assert 0.5 <= info.threshold < 1.0 and "CryNet" in info.description
