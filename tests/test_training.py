@@ -836,6 +836,16 @@ def test_cli_joins_short_and_long_students_under_a_threshold_of_its_own(
     np.testing.assert_allclose(CryClassifier(gated_mean).predict(mixed)[1], averaged, atol=1e-4)
     # the long member runs inside the gate's If, and its multiply-adds count (the short has none)
     assert model_cost(gated_mean).macs_per_window == model_cost(long).macs_per_window > 0
+    # a trained short member reads only its own window's frames: a join costs what its members
+    # cost alone, not the short one's positions over the long window that it would then drop
+    trained_short, pair = tmp_path / "trained_short.onnx", tmp_path / "pair.onnx"
+    assert main([*train, "--out", str(trained_short)]) == 0  # 53 frames
+    assert main(["join", *run, str(trained_short), str(long), "--out", str(pair)]) == 0
+    alone = model_cost(trained_short).macs_per_window + model_cost(long).macs_per_window
+    assert model_cost(pair).macs_per_window == alone
+    probe_short = CryClassifier(trained_short).predict(probe)[1][2:]
+    pair_mean = (probe_short + lo.predict(probe)[1]) / 2
+    np.testing.assert_allclose(CryClassifier(pair).predict(probe)[1], pair_mean, atol=1e-4)
 
     given = tmp_path / "given.onnx"  # a threshold chosen on validation beforehand, recorded as is
     assert (

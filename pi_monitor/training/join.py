@@ -24,7 +24,7 @@ from pi_monitor.training.combine import COMBINE, GATE_LOGIT
 from pi_monitor.training.export import probe, write
 
 HALF_MIN_SIZE = 16  # float16 storage halves the weight tensors; scalars and indices stay
-_SLICE = {"j_end": [2**62], "j_axis": [1]}  # a shorter member's positions, to the end
+_SLICE = {"j_end": [2**62], "j_axis": [1]}  # a shorter member's frames, to the end
 
 
 def members(paths: list[Path]) -> list[tuple[CryClassifier, int]]:
@@ -59,9 +59,9 @@ def join(
         raise ModelError(f"combine must be one of {', '.join(COMBINE)}, not {combine!r}")
     students = members(paths)
     protos = [onnx.load(str(p)) for p in paths]
-    skips = [skip for _, skip in students]
     long = students[-1][0].info
-    graph = _graph(protos, skips, float16, long.features.n_mels, combine)
+    starts = [skip * long.window_hop_frames for _, skip in students]
+    graph = _graph(protos, starts, float16, long.features.n_mels, combine)
     description = f"CryNet join (J): {combine} of the calibrated logits of " + ", ".join(
         p.name for p in paths
     )
@@ -85,11 +85,11 @@ def set_threshold(path: Path, threshold: float) -> None:
 
 
 def _graph(
-    protos: list[onnx.ModelProto], skips: list[int], float16: bool, n_mels: int, combine: str
+    protos: list[onnx.ModelProto], starts: list[int], float16: bool, n_mels: int, combine: str
 ) -> onnx.ModelProto:
     inits = [numpy_helper.from_array(np.array(v, np.int64), k) for k, v in _SLICE.items()]
-    pairs = enumerate(zip(protos, skips, strict=True))
-    parts = [_member(i, proto, skip, inits) for i, (proto, skip) in pairs]
+    pairs = enumerate(zip(protos, starts, strict=True))
+    parts = [_member(i, proto, start, inits) for i, (proto, start) in pairs]
     aligned = [name for _, name in parts]
     if combine == "mean":
         nodes = [node for member_nodes, _ in parts for node in member_nodes]
@@ -122,19 +122,22 @@ def _graph(
 
 
 def _member(
-    i: int, proto: onnx.ModelProto, skip: int, inits: list[onnx.TensorProto]
+    i: int, proto: onnx.ModelProto, start: int, inits: list[onnx.TensorProto]
 ) -> tuple[list[onnx.NodeProto], str]:
     """Member `i`'s nodes (its weights added to `inits`) and the name of its logits aligned with
     the long member's positions."""
     member = compose.add_prefix(proto, f"m{i}_")
-    nodes = [helper.make_node("Identity", ["logmel"], [f"m{i}_logmel"]), *member.graph.node]
     inits += member.graph.initializer
-    if not skip:
-        return nodes, f"m{i}_logit"
-    # a shorter window: keep the positions that end where the long member's do
-    inits.append(numpy_helper.from_array(np.array([skip], np.int64), f"j_start{i}"))
-    args = [f"m{i}_logit", f"j_start{i}", "j_end", "j_axis"]
-    return [*nodes, helper.make_node("Slice", args, [f"m{i}_aligned"])], f"m{i}_aligned"
+    if not start:
+        reads = helper.make_node("Identity", ["logmel"], [f"m{i}_logmel"])
+    else:
+        # a shorter window reads the frames from `start` on, so its positions end where the long
+        # member's do, and it never computes the positions a longer window would have dropped
+        inits.append(numpy_helper.from_array(np.array([start], np.int64), f"j_start{i}"))
+        reads = helper.make_node(
+            "Slice", ["logmel", f"j_start{i}", "j_end", "j_axis"], [f"m{i}_logmel"]
+        )
+    return [reads, *member.graph.node], f"m{i}_logit"
 
 
 def _combining(
