@@ -5,11 +5,12 @@ the service listens to its monitor through sounddevice/PortAudio, exactly as it 
 microphone; MQTT goes to a local mosquitto when one is installed. Only the service process is
 measured (/proc/<pid>/stat and VmHWM, and each of its threads: where the CPU goes), from when
 it starts listening. It runs with the unit's environment (Python at -OO, its compiled files in a
-cache directory) after one start that fills that cache, as a Pi's service runs after setup.
+cache directory) after `pi-monitor setup`'s step has filled that cache, as a Pi's service runs
+after setup (`--cold-cache`: the service compiles them itself, as without that step).
 Targets on this machine: <= 2 % of one core, <= 80 MB.
 
     python bench/bench_service.py [--seconds 600] [--model pi_monitor/models/cry.onnx] [--no-mqtt]
-                                  [--plain-python]
+                                  [--plain-python | --cold-cache]
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ sys.path.insert(2, str(ROOT / "bench"))
 from signals import night_blocks
 
 from pi_monitor.config import DEFAULT_MODEL
-from pi_monitor.install import unit_environment
+from pi_monitor.install import unit_environment, warm_argv
 
 from mosquitto import Mosquitto, mosquitto_available
 from pulse import PulseServer
@@ -135,10 +136,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=600.0, help="measured duration")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--no-mqtt", action="store_true", help="measure without a broker")
-    parser.add_argument(
+    how = parser.add_mutually_exclusive_group()
+    how.add_argument(
         "--plain-python",
         action="store_true",
         help="without the unit's environment (Python's defaults): what the unit's settings save",
+    )
+    how.add_argument(
+        "--cold-cache",
+        action="store_true",
+        help="the unit's environment, but the service compiles its files itself (no setup step)",
     )
     args = parser.parse_args()
 
@@ -165,21 +172,17 @@ def main() -> None:
         if not args.plain_python:
             env |= unit_environment(tmp / "cache")
             env.pop("PYTHONDONTWRITEBYTECODE", None)  # systemd starts the unit without it
+        if not (args.plain_python or args.cold_cache):  # setup's step, in this checkout
+            subprocess.run(warm_argv(sys.executable, tmp / "cache"), env=env, check=True)
+        compiled_before = set((tmp / "cache").rglob("*.pyc"))
         log = (tmp / "service.log").open("w")
         command = [sys.executable, "-m", "pi_monitor", "run", "--config", str(config)]
-        starts = 1 if args.plain_python else 2  # the first of two compiles into the empty cache
         service: subprocess.Popen | None = None
-        cold = None
         try:
-            for start in range(starts):
-                started = time.monotonic()
-                service = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-                wait_for_status(notify, "STATUS=listening", 120, service)
-                listening_s = time.monotonic() - started
-                if start < starts - 1:
-                    cold = (listening_s, status_kb(service.pid, "VmHWM"))
-                    service.send_signal(signal.SIGTERM)
-                    service.wait(30)
+            started = time.monotonic()
+            service = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+            wait_for_status(notify, "STATUS=listening", 120, service)
+            listening_s = time.monotonic() - started
             player = pulse.play(wav)
             service_stat = Path(f"/proc/{service.pid}/stat")
             cpu0, t0 = cpu_seconds(service_stat), time.monotonic()
@@ -195,6 +198,7 @@ def main() -> None:
             peak_kb = status_kb(service.pid, "VmHWM")
             anon_kb, file_kb = (status_kb(service.pid, k) for k in ("RssAnon", "RssFile"))
             largest = largest_mappings(service.pid)
+            compiled_by_service = sorted(set((tmp / "cache").rglob("*.pyc")) - compiled_before)
             scan_mb, scan_libs = portaudio_scan(env)
             service.send_signal(signal.SIGTERM)
             service.wait(30)
@@ -216,14 +220,16 @@ def main() -> None:
 
     cpu = 100.0 * (cpu1 - cpu0) / (t1 - t0)
     print(f"live input {t1 - t0:.0f} s, model {args.model.name}, mqtt {'on' if broker else 'off'}")
-    if cold is None:
-        print(f"python   plain (--plain-python); listening {listening_s:.2f} s after its start")
+    if args.plain_python:
+        python = "plain (--plain-python)"
+    elif args.cold_cache:
+        python = "as the unit runs it (-OO), compiling into its empty cache (--cold-cache)"
     else:
-        print(
-            f"python   as the unit runs it (-OO, compiled files in its cache directory); "
-            f"listening {listening_s:.2f} s after its start (the first start, compiling: "
-            f"{cold[0]:.2f} s, peak {cold[1] / 1024:.1f} MB)"
-        )
+        python = "as the unit runs it (-OO), reading the files setup compiled into its cache"
+    print(f"python   {python}; listening {listening_s:.2f} s after its start")
+    if not args.plain_python:
+        names = ", ".join(p.name for p in compiled_by_service[:12])
+        print(f"compiled by the service itself: {len(compiled_by_service)} files {names}".rstrip())
     print(f"cpu      {cpu:.2f} % of one core (target <= 2 %)")
     used = {
         tid: 100.0 * (seconds - threads0.get(tid, (name, 0.0))[1]) / (t1 - t0)

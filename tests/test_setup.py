@@ -16,13 +16,16 @@ from pathlib import Path
 import pytest
 from cli_run import run_cli
 
+from pi_monitor import capture, mqtt, service
 from pi_monitor.config import DEFAULT_CONFIG
 from pi_monitor.install import (
+    CACHE_ROOT,
     HIDDEN_FROM_SERVICE,
     STATE_DIR,
     TEMPLATES,
     UNIT,
     Target,
+    compiled_for_unit,
     installed_executable,
     problems,
 )
@@ -100,13 +103,15 @@ def test_dry_run_lists_every_step_and_changes_nothing(root: Path, executable: Pa
         "--home-dir /var/lib/pi-monitor --shell /usr/sbin/nologin --groups audio pi-monitor",
         "mkdir /etc/pi-monitor (mode 0755, root:root)",
         "mkdir /var/lib/pi-monitor (mode 0750, pi-monitor:pi-monitor)",
+        "mkdir /var/cache/pi-monitor (mode 0755, pi-monitor:pi-monitor)",
         "write /etc/pi-monitor/config.toml from the template (mode 0640, root:pi-monitor)",
         f"$ {executable} check-config {root}/etc/pi-monitor/config.toml",
+        f"PYTHONPYCACHEPREFIX={root}/var/cache/pi-monitor/pycache",
         "write /etc/systemd/system/pi-monitor.service from the shipped unit (mode 0644, root:root)",
         f"$ systemctl --root={root} enable pi-monitor.service",
     ):
         assert action in out, action
-    assert out.count("\n  to do ") == 7 and "\n  ok " not in out
+    assert out.count("\n  to do ") == 9 and "\n  ok " not in out
 
 
 def test_dry_run_on_the_live_system_also_reloads_and_starts_the_service(executable: Path) -> None:
@@ -119,7 +124,7 @@ def test_dry_run_on_the_live_system_also_reloads_and_starts_the_service(executab
         "pi-monitor.service enabled (starts at boot)",
         "pi-monitor.service running",
     ]
-    assert len(whats) == 9
+    assert len(whats) == 11
 
 
 def test_setup_creates_the_user_config_state_dir_and_enabled_unit(
@@ -149,7 +154,20 @@ def test_setup_creates_the_user_config_state_dir_and_enabled_unit(
     assert "{executable}" not in unit
     link = root / "etc/systemd/system/multi-user.target.wants/pi-monitor.service"
     assert os.readlink(link) == "/etc/systemd/system/pi-monitor.service"
-    assert "pi-monitor is set up (6 changes)" in result.stdout
+    assert "pi-monitor is set up (8 changes)" in result.stdout
+
+
+def test_setup_compiles_the_service_so_its_first_start_only_reads_the_files(
+    root: Path, executable: Path
+) -> None:
+    """The unit's Python (-OO) keeps its compiled files in its cache directory; setup fills it,
+    as the service user, so the service never compiles in its own (long-lived) process."""
+    result = setup(root, executable)
+    assert result.returncode == 0, result.stderr
+    cache = inside(root, CACHE_ROOT)
+    for module in (service, mqtt, capture):
+        assert compiled_for_unit(cache, Path(module.__file__)).is_file(), module.__name__
+    assert "done     the service compiled as the unit runs it" in result.stdout
 
 
 def test_a_second_run_changes_nothing_and_says_so(root: Path, executable: Path) -> None:
