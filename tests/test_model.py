@@ -16,7 +16,7 @@ from model_cost import model_cost
 
 MAX_BYTES = 2_000_000
 # A replay's model cost per audio-second, both members of the join counted: v11's 30.4 M is a
-# whole replay at 24 % of YAMNet's CPU (bench/bench_pipeline.py measures the ratio itself), so
+# whole replay at 22-24 % of YAMNet's CPU (bench/bench_pipeline.py measures the ratio itself), so
 # 40 M stays near a third of it, inside the 50 % budget.
 MAX_REPLAY_MACS_PER_SECOND = 40_000_000
 
