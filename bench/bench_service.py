@@ -37,7 +37,7 @@ sys.path.insert(2, str(ROOT / "bench"))
 from signals import night_blocks
 
 from pi_monitor.config import DEFAULT_MODEL
-from pi_monitor.install import unit_environment, warm_argv
+from pi_monitor.install import as_the_unit, warm_argv
 
 from mosquitto import Mosquitto, mosquitto_available
 from pulse import PulseServer
@@ -170,8 +170,7 @@ def main() -> None:
         notify.bind(str(tmp / "notify"))
         env = {**pulse.env, "NOTIFY_SOCKET": str(tmp / "notify"), "PYTHONPATH": str(ROOT)}
         if not args.plain_python:
-            env |= unit_environment(tmp / "cache")
-            env.pop("PYTHONDONTWRITEBYTECODE", None)  # systemd starts the unit without it
+            env = as_the_unit(env, tmp / "cache")
         if not (args.plain_python or args.cold_cache):  # setup's step, in this checkout
             subprocess.run(warm_argv(sys.executable, tmp / "cache"), env=env, check=True)
         compiled_before = set((tmp / "cache").rglob("*.pyc"))

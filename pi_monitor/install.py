@@ -26,6 +26,7 @@ USER = "pi-monitor"  # the unit's User= and Group=
 AUDIO_GROUP = "audio"  # the unit's SupplementaryGroups=: the sound devices
 STATE_DIR = Path("/var/lib/pi-monitor")  # the unit's StateDirectory=, and the user's home
 CACHE_ROOT = Path("/var/cache")  # `%C` in the unit; its CacheDirectory= is CACHE_ROOT/pi-monitor
+NOT_FROM_SYSTEMD = "PYTHONDONTWRITEBYTECODE"  # a shell's setting the unit's Python never sees
 SERVICE = "pi-monitor.service"
 UNIT = Path("/etc/systemd/system") / SERVICE
 TEMPLATES = PACKAGE_DATA / "systemd"
@@ -184,7 +185,7 @@ def unit_text(executable: Path) -> str:
 
 def unit_environment(cache_root: Path) -> dict[str, str]:
     """The shipped unit's Environment= settings, with its cache directory root (`%C`) at
-    `cache_root`: what a bench or a test sets to run the service as the unit runs it."""
+    `cache_root`."""
     text = (TEMPLATES / "pi-monitor.service").read_text()
     return dict(
         assignment.replace("%C", str(cache_root)).split("=", 1)
@@ -192,6 +193,13 @@ def unit_environment(cache_root: Path) -> dict[str, str]:
         if line.startswith("Environment=")
         for assignment in line.removeprefix("Environment=").split()
     )
+
+
+def as_the_unit(env: dict[str, str], cache_root: Path) -> dict[str, str]:
+    """`env` as the unit's process gets it: with the unit's Environment= settings (`%C` at
+    `cache_root`), without what systemd never passes on."""
+    unit = {k: v for k, v in env.items() if k != NOT_FROM_SYSTEMD}
+    return unit | unit_environment(cache_root)
 
 
 # What `pi-monitor run` imports, with what it imports only once it runs (sounddevice when it
@@ -208,8 +216,7 @@ def warm_argv(python: str, cache_root: Path) -> tuple[str, ...]:
     compiles its Python files into the unit's cache, so that the service's first start only reads
     them: compiling in the service itself holds about 4 MB more for as long as it runs."""
     assignments = (f"{k}={v}" for k, v in unit_environment(cache_root).items())
-    unset = ("-u", "PYTHONDONTWRITEBYTECODE")  # systemd starts the unit without it
-    return ("env", *unset, *assignments, python, "-c", WARM_CODE)
+    return ("env", "-u", NOT_FROM_SYSTEMD, *assignments, python, "-c", WARM_CODE)
 
 
 def compiled_for_unit(cache_root: Path, source: Path) -> Path:
@@ -318,10 +325,10 @@ def plan(target: Target) -> list[Step]:
     steps.append(
         Step(f"{DEFAULT_CONFIG} passes check-config", Check((*as_user, *check), DEFAULT_CONFIG))
     )
-    service = Path(__file__).with_name("service.py")
-    compiled = compiled_for_unit(target.path(CACHE_ROOT), service)
+    service, cache_root = Path(__file__).with_name("service.py"), target.path(CACHE_ROOT)
+    compiled = compiled_for_unit(cache_root, service)
     fresh = compiled.is_file() and compiled.stat().st_mtime >= service.stat().st_mtime
-    warm = Command((*as_user, *warm_argv(_interpreter(target.executable), target.path(CACHE_ROOT))))
+    warm = Command((*as_user, *warm_argv(_interpreter(target.executable), cache_root)))
     steps.append(
         Step(
             f"the service compiled as the unit runs it, in {cache_dir.path}",

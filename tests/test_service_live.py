@@ -25,7 +25,7 @@ import soundfile as sf
 from pi_monitor.classifier import CryClassifier
 from pi_monitor.config import MqttSettings, Settings
 from pi_monitor.discovery import Topics
-from pi_monitor.install import unit_environment
+from pi_monitor.install import as_the_unit
 from pi_monitor.replay import replay_paths
 from pi_monitor.store import FILENAME
 
@@ -101,9 +101,10 @@ def run_service(
 ) -> subprocess.Popen[str]:
     """`pi-monitor run` on the PulseAudio rig as the unit runs it (its environment: Python at
     -OO, compiled files in the cache directory), telling `notify` as it would tell systemd."""
-    env = {**pulse.env, **unit_environment(cache)}
-    env.pop("PYTHONDONTWRITEBYTECODE", None)  # systemd starts the unit without it
-    env |= {"NOTIFY_SOCKET": str(notify.path), "PYTHONPATH": str(ROOT)}
+    env = as_the_unit(pulse.env, cache) | {
+        "NOTIFY_SOCKET": str(notify.path),
+        "PYTHONPATH": str(ROOT),
+    }
     return subprocess.Popen(
         [sys.executable, "-m", "pi_monitor", "run", "--config", str(config)],
         env=env,
