@@ -34,7 +34,13 @@ WINDOW_KEYS = {"window_frames": int, "window_hop_frames": int, "threshold": floa
 REQUIRED_KEYS = (*FEATURE_KEYS, *WINDOW_KEYS)
 # heard_frames: the frames at a window's end that its score describes (a join: its short member
 # reads the last frames of the long window); absent, the whole window
-OPTIONAL_KEYS = {"off_threshold": float, "heard_frames": int, "description": str}
+# sure_threshold: a score that confirms a bout at once (the detector); absent, every bout waits
+OPTIONAL_KEYS = {
+    "off_threshold": float,
+    "sure_threshold": float,
+    "heard_frames": int,
+    "description": str,
+}
 MAX_POSITIONS = 256  # windows per onnxruntime call: bounds the memory of a long replay block
 
 
@@ -51,6 +57,7 @@ class ModelInfo:
     window_hop_frames: int
     threshold: float
     off_threshold: float | None = None
+    sure_threshold: float | None = None
     heard_frames: int | None = None
     description: str = ""
 
@@ -86,6 +93,12 @@ class ModelInfo:
         if not 0.0 < values["threshold"] < 1.0:
             raise ModelError(f"{source}: threshold must be in (0, 1), got {values['threshold']}")
         off = _parse(meta, "off_threshold", float, source) if "off_threshold" in meta else None
+        sure = _parse(meta, "sure_threshold", float, source) if "sure_threshold" in meta else None
+        if sure is not None and not values["threshold"] <= sure <= 1.0:
+            raise ModelError(
+                f"{source}: sure_threshold ({sure}) must be between threshold "
+                f"({values['threshold']}) and 1"
+            )
         heard = _parse(meta, "heard_frames", int, source) if "heard_frames" in meta else None
         if heard is not None and not 1 <= heard <= values["window_frames"]:
             raise ModelError(
@@ -98,6 +111,7 @@ class ModelInfo:
             window_hop_frames=values["window_hop_frames"],
             threshold=values["threshold"],
             off_threshold=off,
+            sure_threshold=sure,
             heard_frames=heard,
             description=meta.get("description", ""),
         )

@@ -91,7 +91,17 @@ class DetectorSettings:
         max=ON_THRESHOLD_RANGE[1],
     )
     min_bout_s: float = setting(
-        0.5, "crying must last this long before cry_onset", min=0.0, max=MIN_BOUT_MAX_S
+        0.5,
+        "crying the model is not sure of must last this long before cry_onset",
+        min=0.0,
+        max=MIN_BOUT_MAX_S,
+    )
+    sure_threshold: float | None = setting(
+        None,
+        "a score this sure reports crying at once, without min_bout_s; unset = the model's, "
+        "1 = every bout waits",
+        min=ON_THRESHOLD_RANGE[0],
+        max=1.0,
     )
     merge_gap_s: float = setting(
         3.0, "pauses shorter than this (breaths, sobs) do not end a bout", min=0.0, max=120.0
@@ -416,6 +426,12 @@ def _check_cross_fields(settings: Settings) -> None:
         raise ConfigError(
             f"'detector.off_threshold' ({d.off_threshold}) must not exceed "
             f"'detector.on_threshold' ({d.on_threshold})"
+        )
+    both = d.on_threshold is not None and d.sure_threshold is not None
+    if both and d.sure_threshold < d.on_threshold:
+        raise ConfigError(
+            f"'detector.sure_threshold' ({d.sure_threshold}) must not be below "
+            f"'detector.on_threshold' ({d.on_threshold}); 1 makes every bout wait"
         )
     check_checkin(settings.checkin)
 

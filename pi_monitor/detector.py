@@ -1,7 +1,9 @@
 """Window scores → cry bouts, with hysteresis, a minimum bout length and a merge gap.
 
 Pure state machine: scores and audio times in, `CryOnset` / `CryEnd` out. A bout starts when a
-score reaches the on-threshold and stays at or above the off-threshold for `min_bout_s`; it ends
+score reaches the on-threshold and stays at or above the off-threshold for `min_bout_s`, or at
+once when a window reaches the sure-threshold: certainty buys speed, doubt waits (with v11 it
+took a third off the median latency, with fewer alarms; docs/MODEL_EXPERIMENTS.md, stop 56). It ends
 once no window has reached the off-threshold for `merge_gap_s`, so breaths and sobs between cries
 do not split it. Times are where each score is dated (`ModelInfo.score_frame`: the window's
 centre, or the centre of the part at its end a join hears); `emitted_t` is when the decision
@@ -31,7 +33,8 @@ if TYPE_CHECKING:
 
 
 class ThresholdError(ValueError):
-    """An off-threshold above the on-threshold it resolves against; the message names the key."""
+    """An off-threshold above, or a sure-threshold below, the on-threshold it resolves against;
+    the message names the key."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class DetectorParams:
     min_bout_s: float
     merge_gap_s: float
     lookback_s: float  # how far before the on-crossing an onset may be dated
+    sure_threshold: float | None = None  # a bout reaching it confirms at once; None: always wait
 
     @classmethod
     def resolve(
@@ -52,6 +56,7 @@ class DetectorParams:
         model_on: float,
         model_off: float | None,
         window_s: float,
+        model_sure: float | None = None,
     ) -> DetectorParams:
         on = settings.on_threshold if settings.on_threshold is not None else model_on
         off = settings.off_threshold
@@ -62,13 +67,27 @@ class DetectorParams:
                 f"'detector.off_threshold' ({off}) must not exceed the on-threshold ({on}); "
                 "lower it or set 'detector.on_threshold'"
             )
-        return cls(on, off, settings.min_bout_s, settings.merge_gap_s, window_s)
+        sure = settings.sure_threshold
+        if sure is None:
+            sure = model_sure if model_sure is not None and model_sure > on else None
+        elif sure < on:
+            raise ThresholdError(
+                f"'detector.sure_threshold' ({sure}) must not be below the on-threshold ({on}); "
+                "raise it, or set it to 1 to make every bout wait 'detector.min_bout_s'"
+            )
+        if sure is not None and sure >= 1.0:
+            sure = None
+        return cls(on, off, settings.min_bout_s, settings.merge_gap_s, window_s, sure)
 
     @classmethod
     def for_model(cls, settings: DetectorSettings, info: ModelInfo) -> DetectorParams:
         """The service's rule: the model's thresholds and window unless the config overrides."""
         return cls.resolve(
-            settings, model_on=info.threshold, model_off=info.off_threshold, window_s=info.window_s
+            settings,
+            model_on=info.threshold,
+            model_off=info.off_threshold,
+            window_s=info.window_s,
+            model_sure=info.sure_threshold,
         )
 
 
@@ -163,8 +182,10 @@ class CryDetector:
         self._lead.clear()
 
     def _confirm_if_long(self, decided_t: float) -> list[Event]:
-        """Onset once the bout is long enough; its score is the bout's peak so far."""
-        if self._last_above_t - self._crossing_t < self.params.min_bout_s:
+        """Onset once the bout is long or sure enough; its score is the bout's peak so far."""
+        p = self.params
+        sure = p.sure_threshold is not None and self._peak >= p.sure_threshold
+        if not sure and self._last_above_t - self._crossing_t < p.min_bout_s:
             return []
         self._state = _State.CRYING
         return [CryOnset(t=self._onset_t, emitted_t=decided_t, score=self._peak)]

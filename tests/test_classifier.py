@@ -72,6 +72,9 @@ def test_unparsable_or_inconsistent_metadata_is_named(tmp_path) -> None:
     beyond = _edit_metadata(loudness_model(tmp_path / "d.onnx"), heard_frames="101")
     with pytest.raises(ModelError, match=r"heard_frames \(101\) must be between 1 and window_"):
         CryClassifier(beyond)
+    unsure = _edit_metadata(loudness_model(tmp_path / "e.onnx"), sure_threshold="0.1")
+    with pytest.raises(ModelError, match=r"sure_threshold \(0\.1\) must be between threshold"):
+        CryClassifier(unsure)
 
 
 def test_missing_or_corrupt_model_file_is_named(tmp_path) -> None:
@@ -95,5 +98,5 @@ def test_the_metadata_a_model_is_exported_with_reads_back_as_the_same_info(test_
         assert ModelInfo.from_metadata(info.metadata(), str(path)) == info
     with_off = dataclasses.replace(CryClassifier(test_model).info, off_threshold=0.3)
     assert ModelInfo.from_metadata(with_off.metadata()).off_threshold == 0.3
-    with_heard = dataclasses.replace(with_off, heard_frames=40)
+    with_heard = dataclasses.replace(with_off, heard_frames=40, sure_threshold=0.99)
     assert ModelInfo.from_metadata(with_heard.metadata()) == with_heard

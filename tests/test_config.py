@@ -47,6 +47,8 @@ def test_values_are_read_and_ints_accepted_for_floats(tmp_path) -> None:
         ({"audio": {"block_s": float("inf")}}, r"'audio\.block_s' = inf is out of range"),
         ({"service": {"log_level": "LOUD"}}, r"'service\.log_level' = 'LOUD' is not allowed"),
         ({"detector": {"on_threshold": 0.6, "off_threshold": 0.7}}, r"detector\.off_threshold"),
+        ({"detector": {"on_threshold": 0.9, "sure_threshold": 0.8}}, r"detector\.sure_threshold"),
+        ({"detector": {"sure_threshold": 0.4}}, r"'detector\.sure_threshold' = 0\.4 is out"),
     ],
 )
 def test_bad_values_name_the_key_and_the_allowed_values(data: dict, message: str) -> None:

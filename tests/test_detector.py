@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from pi_monitor.config import DetectorSettings
@@ -110,3 +112,38 @@ def test_thresholds_default_to_the_model_and_off_must_not_exceed_on() -> None:
     assert resolve(DetectorSettings(), model_off=0.4).off_threshold == 0.4
     with pytest.raises(ThresholdError, match=r"detector\.off_threshold"):
         resolve(DetectorSettings(off_threshold=0.9), model_off=None)
+
+
+SURE = replace(PARAMS, sure_threshold=0.95)
+
+
+def test_a_window_as_sure_as_the_sure_threshold_confirms_at_once() -> None:
+    onset, _ = run([0.1] * 4 + [0.97] * 8 + [0.1] * 12, SURE)
+    assert isinstance(onset, CryOnset) and onset.t == 1.0
+    assert onset.emitted_t == pytest.approx(1.0 + 0.5), "decided at the crossing window"
+
+
+def test_a_bout_that_becomes_sure_confirms_on_that_window() -> None:
+    onset, _ = run([0.1] * 4 + [0.85, 0.96] + [0.9] * 6 + [0.1] * 12, SURE)
+    assert onset.t == 1.0 and onset.emitted_t == pytest.approx(1.25 + 0.5)
+
+
+def test_a_bout_below_the_sure_threshold_still_waits_the_minimum_bout() -> None:
+    assert run([0.1] * 4 + [0.9] * 8 + [0.1] * 12, SURE) == run([0.1] * 4 + [0.9] * 8 + [0.1] * 12)
+    assert run([0.1, 0.94, 0.2, 0.1], SURE) == [], "a short unsure blip is still ignored"
+
+
+def test_the_sure_threshold_defaults_to_the_model_and_must_not_be_below_on() -> None:
+    def resolve(settings: DetectorSettings, model_sure: float | None) -> DetectorParams:
+        return DetectorParams.resolve(
+            settings, model_on=0.7, model_off=None, window_s=0.8, model_sure=model_sure
+        )
+
+    assert resolve(DetectorSettings(), model_sure=None).sure_threshold is None
+    assert resolve(DetectorSettings(), model_sure=0.9).sure_threshold == 0.9
+    assert resolve(DetectorSettings(sure_threshold=0.95), model_sure=0.9).sure_threshold == 0.95
+    assert resolve(DetectorSettings(sure_threshold=1.0), model_sure=0.9).sure_threshold is None
+    raised = DetectorSettings(on_threshold=0.95)
+    assert resolve(raised, model_sure=0.9).sure_threshold is None, "below a raised on: waits"
+    with pytest.raises(ThresholdError, match=r"detector\.sure_threshold"):
+        resolve(DetectorSettings(sure_threshold=0.6), model_sure=None)

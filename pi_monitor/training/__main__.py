@@ -22,6 +22,7 @@ import argparse
 import dataclasses
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -98,16 +99,19 @@ def _count(text: str) -> int:
     return int(text)
 
 
-def _on_threshold(text: str) -> float:
-    """`--threshold 0.94`: an on-threshold the service's config would accept."""
-    low, high = ON_THRESHOLD_RANGE
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not low <= value <= high:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an on-threshold from {low} to {high}")
-    return value
+def _threshold(what: str, low: float, high: float) -> Callable[[str], float]:
+    """`--threshold 0.94`, `--sure-threshold 0.98`: a value the service's config would accept."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what} from {low} to {high}")
+        return value
+
+    return parse
 
 
 def _window_frames(text: str) -> int:
@@ -404,10 +408,16 @@ def _join(args: argparse.Namespace, ws: Workspace, split: Split) -> None:
         why = f"the student's rule on split {split.name}'s validation clips"
     else:
         threshold, why = args.threshold, "given"
-    set_threshold(args.out, threshold)
+    if args.sure_threshold is not None and args.sure_threshold < threshold:
+        raise SystemExit(
+            f"error: --sure-threshold {args.sure_threshold} is below the on-threshold "
+            f"{threshold:.4f}; a bout that sure would confirm at every crossing"
+        )
+    set_threshold(args.out, threshold, args.sure_threshold)
+    sure = "" if args.sure_threshold is None else f", sure-threshold {args.sure_threshold:.4f}"
     print(
         f"{args.out}: {args.combine} of {', '.join(p.name for p in args.students)}, "
-        f"{scorer.classifier.info.window_frames} frames, threshold {threshold:.4f} ({why})"
+        f"{scorer.classifier.info.window_frames} frames, threshold {threshold:.4f} ({why}){sure}"
     )
 
 
@@ -606,9 +616,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--threshold",
-        type=_on_threshold,
+        type=_threshold("an on-threshold", *ON_THRESHOLD_RANGE),
         help="record this on-threshold instead of fitting one (the shipped model's was chosen "
         "on validation from a list written before its figures)",
+    )
+    p.add_argument(
+        "--sure-threshold",
+        type=_threshold("a sure-threshold", ON_THRESHOLD_RANGE[0], 1.0),
+        help="record a score that confirms a bout at once (the shipped model's 0.98 was chosen "
+        "on validation by a rule written before its figures); absent, every bout waits",
     )
     p = sub.add_parser("export")
     p.add_argument("checkpoint", type=Path)

@@ -77,11 +77,15 @@ def join(
     return joined
 
 
-def set_threshold(path: Path, threshold: float) -> None:
-    """Rewrite the on-threshold in a model's metadata, leaving every other key as it is."""
+def set_threshold(path: Path, threshold: float, sure: float | None = None) -> None:
+    """Rewrite the on-threshold (and the sure-threshold, if given) in a model's metadata,
+    leaving every other key as it is."""
     proto = onnx.load(str(path))
     info = ModelInfo.from_metadata({p.key: p.value for p in proto.metadata_props}, str(path))
-    write(proto, dataclasses.replace(info, threshold=round(threshold, 4)), path)
+    info = dataclasses.replace(info, threshold=round(threshold, 4))
+    if sure is not None:
+        info = dataclasses.replace(info, sure_threshold=round(sure, 4))
+    write(proto, info, path)
 
 
 def _graph(
