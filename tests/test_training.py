@@ -1036,6 +1036,24 @@ def test_outside_figures_count_the_clips_a_scorer_calls_cry_and_blame_their_fami
     assert alarms["singing"] >= 1 and alarms["animals"] == alarms["noise"] == 0  # tones merge
 
 
+def test_an_alarm_is_blamed_where_its_crossing_window_is_dated_however_it_was_confirmed() -> None:
+    """A sure window confirms at its crossing, a doubtful bout windows later, and a burst that
+    fell back does not count: the clip blamed is the one playing when the crossing that counted
+    was decided."""
+    pytest.importorskip("scipy", reason="scipy not installed (pip install -e .[train])")
+    from pi_monitor.detector import CryDetector, DetectorParams
+    from pi_monitor.events import Score
+    from pi_monitor.training.evaluate import crossings
+
+    params = DetectorParams(0.8, 0.5, 0.5, 2.0, 0.75, sure_threshold=0.95)
+    scores = [0.1] * 4 + [0.97] + [0.1] * 12 + [0.9, 0.2] + [0.9] * 5 + [0.1] * 12
+    detector, events = CryDetector(params), []
+    for i, score in enumerate(scores):
+        events.append(Score(t=i * 0.25, score=score, logit=0.0))
+        events += detector.update(i * 0.25, score, i * 0.25 + 0.5)
+    assert crossings(events, params) == [1.0 + 0.5, 19 * 0.25 + 0.5]
+
+
 def test_more_plays_add_orders_and_leave_the_first_play_as_it_was(
     tiny_corpus: Path, cache: AudioCache
 ) -> None:

@@ -69,8 +69,12 @@ class Scorer:
     name: str
     window_samples: int
 
-    def threshold(self, detector: DetectorSettings) -> float:
+    def params(self, detector: DetectorSettings) -> DetectorParams:
+        """The detector this scorer's events come from, under the settings given."""
         raise NotImplementedError
+
+    def threshold(self, detector: DetectorSettings) -> float:
+        return self.params(detector).on_threshold
 
     def events(self, audio: np.ndarray, detector: DetectorSettings) -> list[Event]:
         raise NotImplementedError
@@ -85,8 +89,8 @@ class StudentScorer(Scorer):
         info = self.classifier.info
         self.window_samples = window_samples(info.features, info.window_frames)
 
-    def threshold(self, detector: DetectorSettings) -> float:
-        return DetectorParams.for_model(detector, self.classifier.info).on_threshold
+    def params(self, detector: DetectorSettings) -> DetectorParams:
+        return DetectorParams.for_model(detector, self.classifier.info)
 
     def events(self, audio: np.ndarray, detector: DetectorSettings) -> list[Event]:
         pipeline = Pipeline(self.classifier, detector)
@@ -117,16 +121,16 @@ class TeacherScorer(Scorer):
         self.row, self._rows, self._threshold = row, rows, threshold
         self.window_samples = WINDOW_SAMPLES
 
-    def threshold(self, detector: DetectorSettings) -> float:
-        return detector.on_threshold if detector.on_threshold is not None else self._threshold
+    def params(self, detector: DetectorSettings) -> DetectorParams:
+        window_s = self.window_samples / SAMPLE_RATE
+        return DetectorParams.resolve(
+            detector, model_on=self._threshold, model_off=None, window_s=window_s
+        )
 
     def events(self, audio: np.ndarray, detector: DetectorSettings) -> list[Event]:
         rows = self._rows(audio)
         window_s = self.window_samples / SAMPLE_RATE
-        params = DetectorParams.resolve(
-            detector, model_on=self.threshold(detector), model_off=None, window_s=window_s
-        )
-        cry = CryDetector(params)
+        cry = CryDetector(self.params(detector))
         events: list[Event] = []
         for start, centre, score in zip(
             rows.start_s, rows.centre_s, rows.scores[self.row], strict=True
@@ -394,6 +398,27 @@ def event_figures(
     return out
 
 
+def crossings(events: Sequence[Event], params: DetectorParams) -> list[float]:
+    """For each onset, when the window whose on-crossing it confirmed was decided: the moment
+    the score crossed. Confirmation takes from none to several windows (`min_bout_s`,
+    `sure_threshold`), so a fixed lag back from `emitted_t` would blame the clip before as often
+    as the detector's rule changes."""
+    out: list[float] = []
+    crossed: float | None = None  # where the crossing window is dated
+    last = 0.0  # where the latest window is dated: the one that confirms an onset
+    for e in events:
+        if isinstance(e, Score):
+            last = e.t
+            if e.score < params.off_threshold:
+                crossed = None
+            elif crossed is None and e.score >= params.on_threshold:
+                crossed = e.t
+        elif isinstance(e, CryOnset):
+            assert crossed is not None, "an onset always follows its crossing"
+            out.append(e.emitted_t - (last - crossed))
+    return out
+
+
 def false_alarm_figures(
     scorer: Scorer,
     test: Sequence[Clip],
@@ -405,9 +430,10 @@ def false_alarm_figures(
     """Onsets per hour on every unseen non-cry clip played end to end, twice: as recorded, and
     over generated fan/white noise; overall and per family. Each false alarm is blamed on the
     clip playing when the score crossed the on-threshold, not at its back-dated `t`, which may
-    lie in the clip before. `plays` > 1 repeats both in new orders: with short clips the rate
-    hinges on which ones play next to each other, and more orders average that out."""
-    crossing_lag = scorer.window_samples / SAMPLE_RATE / 2 + detector.min_bout_s
+    lie in the clip before. `plays` > 1 repeats both in new orders: with short
+    clips the rate hinges on which ones play next to each other, and more orders average that
+    out."""
+    params = scorer.params(detector)
     negatives = [c for c in test if not c.is_cry]
     rng = np.random.default_rng([seed, 7])
     seconds: dict[str, float] = defaultdict(float)
@@ -426,13 +452,11 @@ def false_alarm_figures(
         for c, p in zip(order, parts, strict=True):
             for group in report_groups(c):
                 seconds[group] += len(p) / SAMPLE_RATE
-        for e in scorer.events(stream, detector):
-            if isinstance(e, CryOnset):
-                at = np.searchsorted(ends, e.emitted_t - crossing_lag)
-                clip = order[min(int(at), len(order) - 1)]
-                alarms[f"{clip.source}|{clip.category}"] += 1
-                for group in report_groups(clip):
-                    by_family[group] += 1
+        for crossed_t in crossings(scorer.events(stream, detector), params):
+            clip = order[min(int(np.searchsorted(ends, crossed_t)), len(order) - 1)]
+            alarms[f"{clip.source}|{clip.category}"] += 1
+            for group in report_groups(clip):
+                by_family[group] += 1
     hours = total_s / 3600
     total = sum(alarms.values())
     return {
