@@ -91,7 +91,7 @@ class DetectorSettings:
         max=ON_THRESHOLD_RANGE[1],
     )
     min_bout_s: float = setting(
-        0.5,
+        0.75,
         "crying the model is not sure of must last this long before cry_onset",
         min=0.0,
         max=MIN_BOUT_MAX_S,

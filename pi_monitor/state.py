@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from pi_monitor.checkin import CoachStatus
+from pi_monitor.config import DetectorSettings
 from pi_monitor.events import CryEnd, CryOnset, Event, Score
 
 
@@ -52,7 +53,7 @@ class MonitorState:
     score: float | None = None
     level_dbfs: float | None = None
     method: str = "responsive"
-    min_bout_s: float = 0.5
+    min_bout_s: float = DetectorSettings().min_bout_s
     next_checkin: str | None = None
     tonight_cry_s: float = 0.0
     session: bool = False

@@ -359,11 +359,12 @@ def test_home_assistant_names_icons_and_the_confirmation_step_and_a_quiet_restar
         assert confirmation["mode"] == "box" and len(confirmation["name"]) <= 16
         assert confirmation["step"] == 0.25
 
+        default = service.flow.state.min_bout_s
         command(broker, topics, "min_bout_s", "0.3")
-        command(broker, topics, "min_bout_s", "0.75")
-        assert stepped_until(service, lambda: service.flow.state.min_bout_s != 0.5)
-        assert service.flow.state.min_bout_s == 0.75, "0.3 is off the 0.25 s step"
-        assert watcher.wait_for(lambda: shown(watcher, topics, "min_bout_s") == 0.75)
+        command(broker, topics, "min_bout_s", "1.25")
+        assert stepped_until(service, lambda: service.flow.state.min_bout_s != default)
+        assert service.flow.state.min_bout_s == 1.25, "0.3 is off the 0.25 s step"
+        assert watcher.wait_for(lambda: shown(watcher, topics, "min_bout_s") == 1.25)
 
         for payload in ("ON", "OFF"):
             command(broker, topics, "session", payload)
