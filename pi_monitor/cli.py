@@ -321,9 +321,11 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     checkin = settings.checkin
     for warning in age_gate(checkin.method, checkin.birth_date, datetime.date.today()):
         print(f"{args.config}: warning: {warning}", file=sys.stderr)
+    sure = "none" if params.sure_threshold is None else f"{params.sure_threshold:.2f}"
     print(
         f"{args.config}: OK (model {settings.model.path}, {info.features.sample_rate} Hz, "
-        f"on {params.on_threshold:.2f} / off {params.off_threshold:.2f})"
+        f"on {params.on_threshold:.2f} / off {params.off_threshold:.2f} / sure {sure}, "
+        f"confirmation {params.min_bout_s:g} s)"
     )
     return EXIT_OK
 

@@ -16,7 +16,7 @@ from odd_wav import wav_with_header
 
 from pi_monitor.classifier import CryClassifier
 from pi_monitor.cli import main
-from pi_monitor.config import Settings
+from pi_monitor.config import DEFAULT_MODEL, Settings
 from pi_monitor.replay import replay_paths
 
 ONSET_TOLERANCE_S = 0.6
@@ -130,6 +130,23 @@ def test_check_config_accepts_a_good_file_and_names_a_missing_model(
     bad.write_text(f'[model]\npath = "{tmp_path / "gone.onnx"}"\n')
     assert main(["check-config", str(bad)]) == 2
     assert "gone.onnx: model file not found" in capsys.readouterr().err
+
+
+def test_check_config_shows_the_sure_threshold_in_force_and_refuses_one_below_on(
+    capsys, tmp_path
+) -> None:
+    """The shipped model's sure-threshold reports at once; a parent can see and override it."""
+    path = tmp_path / "c.toml"
+    path.write_text("[detector]\nmin_bout_s = 1.0\n")
+    assert main(["check-config", str(path)]) == 0
+    sure = CryClassifier(DEFAULT_MODEL).info.sure_threshold
+    assert f"/ sure {sure:.2f}, confirmation 1 s)" in capsys.readouterr().out
+    path.write_text("[detector]\nsure_threshold = 1\n")
+    assert main(["check-config", str(path)]) == 0
+    assert "/ sure none," in capsys.readouterr().out
+    path.write_text("[detector]\nsure_threshold = 0.9\n")
+    assert main(["check-config", str(path)]) == 2
+    assert "'detector.sure_threshold' (0.9) must not be below" in capsys.readouterr().err
 
 
 def test_the_readme_replay_command_runs_the_bundled_fixture_with_the_shipped_model(
