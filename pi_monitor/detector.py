@@ -3,11 +3,11 @@
 Pure state machine: scores and audio times in, `CryOnset` / `CryEnd` out. A bout starts when a
 score reaches the on-threshold and stays at or above the off-threshold for `min_bout_s`, or at
 once when a window reaches the sure-threshold: certainty buys speed, doubt waits (with v11 it
-took a third off the median latency, with fewer alarms; docs/MODEL_EXPERIMENTS.md, stop 56). It ends
-once no window has reached the off-threshold for `merge_gap_s`, so breaths and sobs between cries
-do not split it. Times are where each score is dated (`ModelInfo.score_frame`: the window's
-centre, or the centre of the part at its end a join hears); `emitted_t` is when the decision
-could be made.
+took a third off the median latency, with fewer alarms; docs/MODEL_EXPERIMENTS.md, stop 56).
+It ends once no window has reached the off-threshold for `merge_gap_s`, so breaths and sobs
+between cries do not split it. Times are where each score is dated (`ModelInfo.score_frame`:
+the window's centre, or the centre of the part at its end a join hears); `emitted_t` is when
+the decision could be made.
 
 The onset is dated where the run of windows above the off-threshold began, at most one window
 length before the on-crossing: a cry's first window scores only partly, and the window that

@@ -847,12 +847,16 @@ def test_cli_joins_short_and_long_students_under_a_threshold_of_its_own(
     pair_mean = (probe_short + lo.predict(probe)[1]) / 2
     np.testing.assert_allclose(CryClassifier(pair).predict(probe)[1], pair_mean, atol=1e-4)
 
-    given = tmp_path / "given.onnx"  # a threshold chosen on validation beforehand, recorded as is
-    assert (
-        main(["join", *run, str(short_model), str(long), "--out", str(given), "--threshold", "0.9"])
-        == 0
-    )
-    assert CryClassifier(given).info.threshold == 0.9 and "(given)" in capsys.readouterr().out
+    given = tmp_path / "given.onnx"  # thresholds chosen on validation beforehand, recorded as is
+    pair_args = ["join", *run, str(short_model), str(long), "--out", str(given)]
+    assert main([*pair_args, "--threshold", "0.9", "--sure-threshold", "0.97"]) == 0
+    info = CryClassifier(given).info
+    assert (info.threshold, info.sure_threshold) == (0.9, 0.97)
+    assert "(given), sure-threshold 0.9700" in capsys.readouterr().out
+    refused = ["join", *run, str(short_model), str(long), "--out", str(tmp_path / "no.onnx")]
+    with pytest.raises(SystemExit, match="below the on-threshold"):
+        main([*refused, "--threshold", "0.9", "--sure-threshold", "0.8"])
+    assert not (tmp_path / "no.onnx").exists()
     with pytest.raises(SystemExit):
         main(["join", *run, str(short_model), str(long), "--out", str(given), "--threshold", "1.5"])
     assert "not an on-threshold from 0.5 to 0.99" in capsys.readouterr().err

@@ -409,6 +409,7 @@ def _join(args: argparse.Namespace, ws: Workspace, split: Split) -> None:
     else:
         threshold, why = args.threshold, "given"
     if args.sure_threshold is not None and args.sure_threshold < threshold:
+        args.out.unlink()
         raise SystemExit(
             f"error: --sure-threshold {args.sure_threshold} is below the on-threshold "
             f"{threshold:.4f}; a bout that sure would confirm at every crossing"
