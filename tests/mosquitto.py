@@ -3,7 +3,8 @@
 It can be killed (SIGKILL, like a crash) and started again on the same port, so reconnection is
 tested against the real thing. Persistence is saved on every change, so a subscriber's durable
 session (clean_session=False, QoS 1) survives a SIGKILL and queues what arrives while the
-subscriber is still reconnecting.
+subscriber is still reconnecting, once the save has run: a kill right after the SUBACK can beat
+it (`stop()`, SIGTERM, always saves).
 """
 
 from __future__ import annotations
