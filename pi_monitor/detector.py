@@ -121,6 +121,12 @@ class CryDetector:
         """Start of the current bout, while crying."""
         return self._onset_t if self.crying else None
 
+    @property
+    def crossing_t(self) -> float | None:
+        """While crying, where the window is dated whose on-crossing the bout's confirmation
+        counted from (evaluation blames an alarm on what was playing then)."""
+        return self._crossing_t if self.crying else None
+
     def update(self, t: float, score: float, decided_t: float) -> list[Event]:
         p = self.params
         if self._state is _State.IDLE:

@@ -402,21 +402,20 @@ def crossings(events: Sequence[Event], params: DetectorParams) -> list[float]:
     """For each onset, when the window whose on-crossing it confirmed was decided: the moment
     the score crossed. Confirmation takes from none to several windows (`min_bout_s`,
     `sure_threshold`), so a fixed lag back from `emitted_t` would blame the clip before as often
-    as the detector's rule changes."""
-    out: list[float] = []
-    crossed: float | None = None  # where the crossing window is dated
-    last = 0.0  # where the latest window is dated: the one that confirms an onset
+    as the detector's rule changes. The detector that made the onsets is replayed on their
+    scores, so the crossing is the one it counted from."""
+    replay = CryDetector(params)
+    confirmed: list[tuple[float, float]] = []  # where each confirming window and its crossing are
     for e in events:
         if isinstance(e, Score):
-            last = e.t
-            if e.score < params.off_threshold:
-                crossed = None
-            elif crossed is None and e.score >= params.on_threshold:
-                crossed = e.t
-        elif isinstance(e, CryOnset):
-            assert crossed is not None, "an onset always follows its crossing"
-            out.append(e.emitted_t - (last - crossed))
-    return out
+            decided = replay.update(e.t, e.score, e.t)
+            if any(isinstance(d, CryOnset) for d in decided) and replay.crossing_t is not None:
+                confirmed.append((e.t, replay.crossing_t))
+    onsets = [e for e in events if isinstance(e, CryOnset)]
+    return [
+        onset.emitted_t - (at - crossed)
+        for onset, (at, crossed) in zip(onsets, confirmed, strict=True)
+    ]
 
 
 def false_alarm_figures(
