@@ -1019,7 +1019,7 @@ def test_outside_figures_count_the_clips_a_scorer_calls_cry_and_blame_their_fami
     tiny_corpus: Path, cache: AudioCache
 ) -> None:
     pytest.importorskip("torch", reason="torch not installed (pip install -e .[train])")
-    from pi_monitor.training.evaluate import TeacherScorer, outside_figures
+    from pi_monitor.training.evaluate import TeacherScorer, format_outside, outside_figures
 
     def loud_is_cry(audio: np.ndarray) -> TeacherRows:
         return _teacher_rows(audio, lambda w: 0.99 if np.sqrt(np.mean(w**2)) > 0.1 else 0.01)
@@ -1038,6 +1038,9 @@ def test_outside_figures_count_the_clips_a_scorer_calls_cry_and_blame_their_fami
     assert {w["category"] for w in report["worst"][:8]} == {"singing_unknown_sex"}
     alarms = {f: v["false_alarms"] for f, v in report["false_alarms"]["per_family"].items()}
     assert alarms["singing"] >= 1 and alarms["animals"] == alarms["noise"] == 0  # tones merge
+    (source, n), *_ = report["false_alarms"]["by_source"].items()  # the report names the source
+    assert source.endswith("|singing_unknown_sex") and n == report["false_alarms"]["false_alarms"]
+    assert f"; most from {source} {n} (100%)" in format_outside(report)
 
 
 def test_an_alarm_is_blamed_where_its_crossing_window_is_dated_however_it_was_confirmed() -> None:

@@ -570,6 +570,7 @@ def evaluate(
 # The outside check's clips last seconds, so one order's rate swung 89-106/h for one recipe
 # (stop 32); eight orders of its 0.42 h make 6.7 h of streams (44 s for the student, 2 cores).
 OUTSIDE_PLAYS = 8
+SOURCES_SHOWN = 3  # the report line names the sources most false alarms came from
 
 
 def outside_figures(
@@ -620,9 +621,16 @@ def _f1s(events: dict) -> str:
 
 
 def _false_alarm_line(fa: dict) -> str:
+    """The rate, per family, and the sources most alarms came from: on the outside check one
+    package's voices can make most of the rate, which a per-hour figure alone hides."""
+    total = fa["false_alarms"]
+    top = list(fa.get("by_source", {}).items())[:SOURCES_SHOWN]
+    most = "; most from " + ", ".join(f"{s} {n} ({n / total:.0%})" for s, n in top) if total else ""
     return (
-        f"- false alarms: {fa['false_alarms']} in {fa['hours']:.2f} h = {fa['per_hour']:.2f}/h; "
-        "per family " + ", ".join(f"{f} {v['per_hour']:.1f}/h" for f, v in fa["per_family"].items())
+        f"- false alarms: {total} in {fa['hours']:.2f} h = {fa['per_hour']:.2f}/h; "
+        "per family "
+        + ", ".join(f"{f} {v['per_hour']:.1f}/h" for f, v in fa["per_family"].items())
+        + most
     )
 
 
