@@ -9,6 +9,7 @@ system is never touched, which is how the tests run it and how an SD-card image 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shlex
 import shutil
@@ -203,12 +204,21 @@ def as_the_unit(env: dict[str, str], cache_root: Path) -> dict[str, str]:
 
 
 # What `pi-monitor run` imports, with what it imports only once it runs (sounddevice when it
-# opens the microphone, idna when it connects), and pi-monitor's own files;
+# opens the microphone, idna when it connects), and pi-monitor's own files; then the list of
+# every source it compiled, which the next setup checks (`compiled_is_current`).
 # `bench/bench_service.py` names any file the service still compiles itself.
-WARM_CODE = (
-    "import compileall, encodings.idna, sounddevice, sysconfig, pi_monitor.cli, pi_monitor.service"
-    "; compileall.compile_dir(pi_monitor.__path__[0], quiet=1)"
-)
+WARMED = "warmed-sources.txt"  # in the unit's PYTHONPYCACHEPREFIX
+WARM_CODE = f"""\
+import compileall, encodings.idna, sounddevice, sys, sysconfig, pi_monitor.cli, pi_monitor.service
+compileall.compile_dir(pi_monitor.__path__[0], quiet=1)
+specs = [getattr(m, "__spec__", None) for m in list(sys.modules.values())]
+sources = {{s.origin for s in specs if s and s.cached and s.origin.endswith(".py")}}  # not frozen
+try:
+    with open(sys.pycache_prefix + "/{WARMED}", "w") as f:
+        f.write("\\n".join(sorted(sources)))
+except OSError:
+    pass  # an unwritable cache (a full disk) compiled nothing either: the next setup retries
+"""
 
 
 def warm_argv(python: str, cache_root: Path) -> tuple[str, ...]:
@@ -221,9 +231,39 @@ def warm_argv(python: str, cache_root: Path) -> tuple[str, ...]:
 
 def compiled_for_unit(cache_root: Path, source: Path) -> Path:
     """Where the unit's Python (`-OO`, `PYTHONPYCACHEPREFIX`) keeps `source` compiled."""
-    prefix = Path(unit_environment(cache_root)["PYTHONPYCACHEPREFIX"])
     name = f"{source.stem}.{sys.implementation.cache_tag}.opt-2.pyc"
-    return prefix / source.parent.relative_to("/") / name
+    return _pycache_prefix(cache_root) / source.parent.relative_to("/") / name
+
+
+def compiled_is_current(cache_root: Path) -> bool:
+    """Whether every source the last warm-up compiled is still compiled as Python would accept
+    it: an upgrade of Python or of any library, not only of pi-monitor, makes setup compile
+    again, so the service never compiles (and holds the memory that costs) itself."""
+    try:
+        sources = (_pycache_prefix(cache_root) / WARMED).read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return bool(sources) and all(
+        _accepted(Path(s), compiled_for_unit(cache_root, Path(s))) for s in sources
+    )
+
+
+def _pycache_prefix(cache_root: Path) -> Path:
+    return Path(unit_environment(cache_root)["PYTHONPYCACHEPREFIX"])
+
+
+def _accepted(source: Path, compiled: Path) -> bool:
+    """Python's own test of a timestamp-checked compiled file (PEP 552): its header holds the
+    interpreter's magic number and the source's mtime and size."""
+    try:
+        with compiled.open("rb") as f:
+            header = f.read(16)
+        st = source.stat()
+    except OSError:
+        return False
+    fields = [int.from_bytes(header[i : i + 4], "little") for i in (4, 8, 12)]
+    stamp = [0, int(st.st_mtime) & 0xFFFFFFFF, st.st_size & 0xFFFFFFFF]
+    return header[:4] == importlib.util.MAGIC_NUMBER and fields == stamp
 
 
 def _interpreter(executable: Path) -> str:
@@ -325,14 +365,12 @@ def plan(target: Target) -> list[Step]:
     steps.append(
         Step(f"{DEFAULT_CONFIG} passes check-config", Check((*as_user, *check), DEFAULT_CONFIG))
     )
-    service, cache_root = Path(__file__).with_name("service.py"), target.path(CACHE_ROOT)
-    compiled = compiled_for_unit(cache_root, service)
-    fresh = compiled.is_file() and compiled.stat().st_mtime >= service.stat().st_mtime
+    cache_root = target.path(CACHE_ROOT)
     warm = Command((*as_user, *warm_argv(_interpreter(target.executable), cache_root)))
     steps.append(
         Step(
             f"the service compiled as the unit runs it, in {cache_dir.path}",
-            None if fresh else warm,
+            None if compiled_is_current(cache_root) else warm,
         )
     )
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from cli_run import run_cli
 
@@ -26,6 +27,7 @@ from pi_monitor.install import (
     UNIT,
     Target,
     compiled_for_unit,
+    compiled_is_current,
     installed_executable,
     problems,
 )
@@ -168,6 +170,26 @@ def test_setup_compiles_the_service_so_its_first_start_only_reads_the_files(
     for module in (service, mqtt, capture):
         assert compiled_for_unit(cache, Path(module.__file__)).is_file(), module.__name__
     assert "done     the service compiled as the unit runs it" in result.stdout
+
+
+def test_a_library_compiled_out_of_date_makes_setup_compile_again(
+    root: Path, executable: Path
+) -> None:
+    """An upgrade of Python or of any library the service imports leaves its compiled copy out
+    of date: the next setup compiles again, so the service never compiles (and holds the memory)
+    itself. Python's own test decides: a header that no longer matches the source counts."""
+    assert setup(root, executable).returncode == 0
+    cache = inside(root, CACHE_ROOT)
+    assert compiled_is_current(cache)
+    library = compiled_for_unit(cache, Path(np.__file__))  # numpy's __init__, as upgraded
+    header = bytearray(library.read_bytes())
+    header[8:12] = bytes(4)  # the source's recorded mtime no longer matches
+    library.write_bytes(bytes(header))
+    assert not compiled_is_current(cache)
+    result = setup(root, executable)
+    assert result.returncode == 0, result.stderr
+    assert "done     the service compiled as the unit runs it" in result.stdout
+    assert compiled_is_current(cache)
 
 
 def test_a_second_run_changes_nothing_and_says_so(root: Path, executable: Path) -> None:
