@@ -231,25 +231,28 @@ def warm_argv(python: str, cache_root: Path) -> tuple[str, ...]:
 
 def compiled_for_unit(cache_root: Path, source: Path) -> Path:
     """Where the unit's Python (`-OO`, `PYTHONPYCACHEPREFIX`) keeps `source` compiled."""
-    name = f"{source.stem}.{sys.implementation.cache_tag}.opt-2.pyc"
-    return _pycache_prefix(cache_root) / source.parent.relative_to("/") / name
+    return _compiled_in(_pycache_prefix(cache_root), source)
 
 
 def compiled_is_current(cache_root: Path) -> bool:
     """Whether every source the last warm-up compiled is still compiled as Python would accept
     it: an upgrade of Python or of any library, not only of pi-monitor, makes setup compile
     again, so the service never compiles (and holds the memory that costs) itself."""
+    prefix = _pycache_prefix(cache_root)  # the unit template is read once, not per source
     try:
-        sources = (_pycache_prefix(cache_root) / WARMED).read_text().splitlines()
+        sources = (prefix / WARMED).read_text().splitlines()
     except (OSError, UnicodeDecodeError):
         return False
-    return bool(sources) and all(
-        _accepted(Path(s), compiled_for_unit(cache_root, Path(s))) for s in sources
-    )
+    return bool(sources) and all(_accepted(Path(s), _compiled_in(prefix, Path(s))) for s in sources)
 
 
 def _pycache_prefix(cache_root: Path) -> Path:
     return Path(unit_environment(cache_root)["PYTHONPYCACHEPREFIX"])
+
+
+def _compiled_in(prefix: Path, source: Path) -> Path:
+    name = f"{source.stem}.{sys.implementation.cache_tag}.opt-2.pyc"
+    return prefix / source.parent.relative_to("/") / name
 
 
 def _accepted(source: Path, compiled: Path) -> bool:
